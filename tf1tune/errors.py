@@ -1,0 +1,38 @@
+"""Exception classes of tf1tune.
+
+Every error the toolkit raises on bad input is a `Tf1tuneError`: its message is one line that says
+what was received, what is valid and how to fix it. The CLI prints that line and exits with code 2.
+"""
+
+from __future__ import annotations
+
+
+class Tf1tuneError(Exception):
+    """Base class of every error tf1tune raises on purpose."""
+
+
+class EnvironmentProblem(Tf1tuneError):
+    """The installed packages cannot run tf1tune (a missing or incompatible dependency)."""
+
+
+class SourceNotFoundError(Tf1tuneError):
+    """A path given as a model, checkpoint or data source does not exist or holds nothing usable."""
+
+
+class BadSourceError(Tf1tuneError):
+    """A file exists but cannot be read as what it claims to be (truncated, garbage, wrong format)."""
+
+
+class UnknownOpsError(BadSourceError):
+    """A graph uses op types that this TensorFlow does not register."""
+
+
+class NameNotFoundError(Tf1tuneError, KeyError):
+    """A tensor, operation, endpoint, scope or net name does not exist; the message lists the closest ones."""
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class CheckpointMismatchError(Tf1tuneError):
+    """Graph variables and checkpoint entries do not fit together (missing keys, shapes, dtypes)."""

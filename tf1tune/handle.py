@@ -1,0 +1,145 @@
+"""`ModelHandle`: what every loader returns, whatever the source format."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import tensorflow as tf
+
+from tf1tune.names import not_found
+
+# Op types whose outputs are never a model's "output": bookkeeping, saving, initialisation, training.
+_NOT_OUTPUT_OPS = frozenset({
+    "NoOp", "Assert", "SaveV2", "Save", "SaveSlices", "RestoreV2", "Restore", "RestoreSlice", "MergeV2Checkpoints",
+    "Assign", "AssignVariableOp", "AssignAdd", "AssignSub", "AssignAddVariableOp", "AssignSubVariableOp",
+    "VarIsInitializedOp", "IsVariableInitialized", "ScalarSummary", "HistogramSummary", "ImageSummary",
+    "MergeSummary", "TensorSummary", "TensorSummaryV2", "WriteScalarSummary", "QueueEnqueueV2",
+    "QueueEnqueueManyV2", "QueueCloseV2", "QueueEnqueue", "QueueEnqueueMany", "QueueClose", "QueueSizeV2",
+    "QueueSize", "Const", "VariableV2", "Variable", "VarHandleOp", "ReadVariableOp", "ShardedFilename",
+    "StringJoin", "Print", "PrintV2", "ApplyMomentum", "ResourceApplyMomentum", "ApplyGradientDescent",
+    "ResourceApplyGradientDescent", "ApplyAdam", "ResourceApplyAdam", "ApplyRMSProp", "ResourceApplyRMSProp",
+})
+_NOT_OUTPUT_SCOPES = ("save/", "save_", "gradients/", "gradients_", "init", "report_uninitialized", "summaries/")
+_INPUT_OPS = frozenset({"Placeholder", "PlaceholderWithDefault", "PlaceholderV2"})
+
+
+@dataclass
+class ModelHandle:
+    """A loaded model: its graph, tensors by name, endpoints, variables, inputs and outputs.
+
+    Attributes:
+        kind: Source kind: `meta`, `slim`, `frozen` or `saved_model`.
+        source: The path (or `slim:NAME`) it was loaded from.
+        graph: The `tf.Graph` the model lives in; tf1tune never uses the global default graph.
+        endpoints: Named tensors to graft on (slim `end_points`; for imported graphs the candidate outputs).
+        inputs: Candidate input tensors (placeholders).
+        outputs: Candidate output tensors (produced by ops that nothing consumes).
+        checkpoint: Checkpoint prefix holding the variables' values, if any.
+        tensorflow_version: TensorFlow version that wrote the source, when recorded.
+        saver: A `tf.compat.v1.train.Saver` that restores `checkpoint` into the graph, if any.
+        net: The registered net config (slim sources only).
+        signatures: SavedModel signatures, `{name: {"inputs": {...}, "outputs": {...}}}` of tensor names.
+        repairs: One line per repair applied to make the source import on this TensorFlow.
+    """
+
+    kind: str
+    source: str
+    graph: tf.Graph
+    endpoints: dict[str, tf.Tensor] = field(default_factory=dict)
+    inputs: list[tf.Tensor] = field(default_factory=list)
+    outputs: list[tf.Tensor] = field(default_factory=list)
+    checkpoint: str | None = None
+    tensorflow_version: str | None = None
+    saver: Any = None
+    net: Any = None
+    signatures: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
+    repairs: list[str] = field(default_factory=list)
+
+    # ---- lookups by name, each with the closest names on a miss -------------------------------------
+    def tensor(self, name: str) -> tf.Tensor:
+        """The tensor `name` (`op:0`; a bare op name means its first output)."""
+        full = name if ":" in name else f"{name}:0"
+        try:
+            return self.graph.get_tensor_by_name(full)
+        except (KeyError, ValueError):
+            candidates = [t.name for op in self.graph.get_operations() for t in op.outputs]
+            raise not_found("tensor", name, candidates) from None
+
+    def operation(self, name: str) -> tf.Operation:
+        """The operation `name`."""
+        try:
+            return self.graph.get_operation_by_name(name.split(":")[0])
+        except (KeyError, ValueError):
+            raise not_found("operation", name, [op.name for op in self.graph.get_operations()]) from None
+
+    def endpoint(self, name: str) -> tf.Tensor:
+        """The endpoint `name`; falls back to a tensor or op name of the graph."""
+        if name in self.endpoints:
+            return self.endpoints[name]
+        try:
+            return self.tensor(name)
+        except KeyError:
+            raise not_found("endpoint", name, list(self.endpoints),
+                            hint="an endpoint may also be any tensor name of the graph, e.g. 'scope/op:0'") from None
+
+    # ---- variables ------------------------------------------------------------------------------
+    @property
+    def variables(self) -> list[tf.Variable]:
+        """Every global variable of the graph."""
+        return self.graph.get_collection(tf.compat.v1.GraphKeys.GLOBAL_VARIABLES)
+
+    @property
+    def trainable_variables(self) -> list[tf.Variable]:
+        """The graph's trainable variables."""
+        return self.graph.get_collection(tf.compat.v1.GraphKeys.TRAINABLE_VARIABLES)
+
+    def variable(self, name: str) -> tf.Variable:
+        """The global variable `name` (with or without `:0`)."""
+        key = name.split(":")[0]
+        for v in self.variables:
+            if v.op.name == key:
+                return v
+        raise not_found("variable", name, [v.op.name for v in self.variables])
+
+    # ---- sessions -------------------------------------------------------------------------------
+    def session(self, restore: bool = True) -> tf.compat.v1.Session:
+        """A new session on the graph; with `restore`, the checkpoint is restored (or, with none,
+        the variables are initialised from their initializers).
+
+        The caller closes the session (`with handle.session() as sess:`).
+        """
+        sess = tf.compat.v1.Session(graph=self.graph)
+        if restore and self.variables:
+            if self.saver is not None and self.checkpoint:
+                self.saver.restore(sess, self.checkpoint)
+            else:
+                sess.run(tf.compat.v1.variables_initializer(self.variables))
+        return sess
+
+
+def candidate_inputs(graph: tf.Graph) -> list[tf.Tensor]:
+    """Placeholders of `graph`, in graph order."""
+    return [op.outputs[0] for op in graph.get_operations() if op.type in _INPUT_OPS]
+
+
+def candidate_outputs(graph: tf.Graph) -> list[tf.Tensor]:
+    """Outputs of ops that nothing consumes, leaving out saving, initialisation and training ops."""
+    consumed = {t.name for op in graph.get_operations() for t in op.inputs}
+    consumed |= {c.name for op in graph.get_operations() for c in op.control_inputs}
+    found = []
+    for op in graph.get_operations():
+        if op.type in _NOT_OUTPUT_OPS or op.type.startswith(("Apply", "ResourceApply")):
+            continue
+        if op.name.startswith(_NOT_OUTPUT_SCOPES) or "/gradients/" in op.name or op.name in consumed:
+            continue
+        for t in op.outputs:
+            if t.name not in consumed and t.dtype != tf.resource:
+                found.append(t)
+    return found
+
+
+def tensor_summary(t: tf.Tensor) -> dict[str, Any]:
+    """`{name, shape, dtype}` of a tensor, JSON-ready (unknown dims as None)."""
+    shape = t.shape.as_list() if t.shape.rank is not None else None
+    return {"name": t.name, "shape": shape, "dtype": t.dtype.name}
