@@ -20,7 +20,9 @@ _NOT_OUTPUT_OPS = frozenset({
     "StringJoin", "Print", "PrintV2", "ApplyMomentum", "ResourceApplyMomentum", "ApplyGradientDescent",
     "ResourceApplyGradientDescent", "ApplyAdam", "ResourceApplyAdam", "ApplyRMSProp", "ResourceApplyRMSProp",
 })
+_NOT_OUTPUT_OP_PREFIXES = ("Apply", "ResourceApply", "Queue", "Reader", "Iterator", "Summary", "Write")
 _NOT_OUTPUT_SCOPES = ("save/", "save_", "gradients/", "gradients_", "init", "report_uninitialized", "summaries/")
+_VARIABLE_OPS = frozenset({"VariableV2", "Variable", "VarHandleOp", "Const"})
 _INPUT_OPS = frozenset({"Placeholder", "PlaceholderWithDefault", "PlaceholderV2"})
 
 
@@ -41,6 +43,7 @@ class ModelHandle:
         net: The registered net config (slim sources only).
         signatures: SavedModel signatures, `{name: {"inputs": {...}, "outputs": {...}}}` of tensor names.
         repairs: One line per repair applied to make the source import on this TensorFlow.
+        extra: Loader-specific facts (GraphDef producer version, file format, SavedModel tags).
     """
 
     kind: str
@@ -55,6 +58,7 @@ class ModelHandle:
     net: Any = None
     signatures: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
     repairs: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     # ---- lookups by name, each with the closest names on a miss -------------------------------------
     def tensor(self, name: str) -> tf.Tensor:
@@ -104,18 +108,37 @@ class ModelHandle:
 
     # ---- sessions -------------------------------------------------------------------------------
     def session(self, restore: bool = True) -> tf.compat.v1.Session:
-        """A new session on the graph; with `restore`, the checkpoint is restored (or, with none,
-        the variables are initialised from their initializers).
+        """A new session on the graph, ready to run.
 
+        With `restore`, the checkpoint (if any) is restored first, and then exactly the variables that it
+        did not cover are initialised from their initializers (never the other way round, so no
+        restored value is overwritten). Those variables are listed in `self.initialized_fresh`.
         The caller closes the session (`with handle.session() as sess:`).
         """
         sess = tf.compat.v1.Session(graph=self.graph)
         if restore and self.variables:
-            if self.saver is not None and self.checkpoint:
-                self.saver.restore(sess, self.checkpoint)
-            else:
-                sess.run(tf.compat.v1.variables_initializer(self.variables))
+            with self.graph.as_default():  # Saver.restore takes the eager path outside a graph context
+                if self.saver is not None and self.checkpoint:
+                    self.saver.restore(sess, self.checkpoint)
+                self.initialized_fresh = initialize_uninitialized(sess, self.variables)
         return sess
+
+    initialized_fresh: list[str] = field(default_factory=list)
+
+
+def initialize_uninitialized(sess: tf.compat.v1.Session, variables: list[tf.Variable]) -> list[str]:
+    """Initialise the variables of `variables` that hold no value yet; returns their names.
+
+    Runs in `sess.graph` (the caller enters it). Restored variables are left untouched.
+    """
+    if not variables:
+        return []
+    checks = [tf.compat.v1.is_variable_initialized(v) for v in variables]
+    flags = sess.run(checks)
+    fresh = [v for v, ok in zip(variables, flags) if not ok]
+    if fresh:
+        sess.run([v.initializer for v in fresh])
+    return [v.op.name for v in fresh]
 
 
 def candidate_inputs(graph: tf.Graph) -> list[tf.Tensor]:
@@ -129,9 +152,11 @@ def candidate_outputs(graph: tf.Graph) -> list[tf.Tensor]:
     consumed |= {c.name for op in graph.get_operations() for c in op.control_inputs}
     found = []
     for op in graph.get_operations():
-        if op.type in _NOT_OUTPUT_OPS or op.type.startswith(("Apply", "ResourceApply")):
+        if op.type in _NOT_OUTPUT_OPS or op.type.startswith(_NOT_OUTPUT_OP_PREFIXES):
             continue
         if op.name.startswith(_NOT_OUTPUT_SCOPES) or "/gradients/" in op.name or op.name in consumed:
+            continue
+        if op.inputs and all(t.op.type in _VARIABLE_OPS for t in op.inputs):  # a variable's read
             continue
         for t in op.outputs:
             if t.name not in consumed and t.dtype != tf.resource:

@@ -1,0 +1,57 @@
+"""Importing a (repaired) MetaGraphDef into a fresh `tf.Graph`, shared by the `.meta` and SavedModel loaders."""
+
+from __future__ import annotations
+
+import warnings
+
+import tensorflow as tf
+from tensorflow.core.protobuf import meta_graph_pb2
+
+from tf1tune import graph_repair
+from tf1tune.errors import BadSourceError
+
+
+class GraphRepairWarning(UserWarning):
+    """A source needed a repair to import on this TensorFlow; the message says which."""
+
+
+def warn_repairs(source: str, repairs: list[str]) -> None:
+    """One warning line per repair."""
+    for line in repairs:
+        warnings.warn(f"{source}: {line}", GraphRepairWarning, stacklevel=3)
+
+
+def import_meta_graph_def(
+    meta: meta_graph_pb2.MetaGraphDef, source: str
+) -> tuple[tf.Graph, tf.compat.v1.train.Saver | None, list[str]]:
+    """Repair `meta`, import it into a new graph; returns (graph, saver or None, repair lines).
+
+    When the first import fails on `_output_shapes` hints that contradict today's shape inference,
+    the hints are stripped and the import is tried once more.
+    """
+    repairs = graph_repair.repair_meta_graph(meta, source)
+    try:
+        graph, saver = _import(meta)
+    except (ValueError, tf.errors.InvalidArgumentError) as first:
+        stripped = graph_repair.strip_output_shapes(meta.graph_def)
+        if not stripped:
+            raise BadSourceError(f"'{source}' does not import on TensorFlow {tf.__version__}: {_first_line(first)}") from first
+        try:
+            graph, saver = _import(meta)
+        except (ValueError, tf.errors.InvalidArgumentError) as e:
+            raise BadSourceError(f"'{source}' does not import on TensorFlow {tf.__version__}: {_first_line(e)}") from e
+        repairs += stripped
+    return graph, saver, repairs
+
+
+def _import(meta: meta_graph_pb2.MetaGraphDef) -> tuple[tf.Graph, tf.compat.v1.train.Saver | None]:
+    graph = tf.Graph()
+    with graph.as_default(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        saver = tf.compat.v1.train.import_meta_graph(meta, clear_devices=True)
+    return graph, saver
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
