@@ -51,6 +51,8 @@ def _prefix_form(prefix: str) -> str | None:
     """The form in which `prefix` exists on disk (`v2`, `v1`, `v1-sharded`), or None."""
     if os.path.isfile(prefix + ".index"):
         return "v2"
+    if "-?????-of-" in prefix and glob.glob(prefix):  # the pattern form Saver writes for V1 sharded
+        return "v1-pattern"
     m = _SHARD.match(prefix)
     if m and os.path.isfile(prefix):  # a shard file of a V1 sharded checkpoint
         return "v1-sharded"
@@ -63,7 +65,7 @@ def _prefix_form(prefix: str) -> str | None:
 
 def _restorable_path(prefix: str, form: str) -> str:
     """The path Saver.restore and the checkpoint reader accept for a prefix in `form`."""
-    if form != "v1-sharded":
+    if form != "v1-sharded":  # v2, v1 and v1-pattern are used as they are
         return prefix
     m = _SHARD.match(prefix)
     if m and os.path.isfile(prefix):
@@ -156,6 +158,8 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> str:
         prefix = _from_directory(path)
     else:
         prefix = _strip_file_suffix(path)
+        if _prefix_form(prefix) is None and _prefix_form(path) is not None:
+            prefix = path
         if _prefix_form(prefix) is None:
             directory = os.path.dirname(prefix) or "."
             if path.endswith(".meta") and os.path.isdir(directory):

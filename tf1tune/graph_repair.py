@@ -130,7 +130,8 @@ def clear_devices(graph_def: graph_pb2.GraphDef) -> list[str]:
     devices = set()
     for node in _all_nodes(graph_def):
         if node.device:
-            devices.add(node.device)
+            if not re.fullmatch(r"(/job:localhost(/replica:0)?(/task:0)?)?/(device:)?cpu:[0*]", node.device, re.IGNORECASE):
+                devices.add(node.device)  # only placements that could fail here are worth a warning
             node.device = ""
     if not devices:
         return []

@@ -1,0 +1,28 @@
+"""Session-scoped fixtures: the tiny model in every format, and the shared legacy corpus."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import tf1tune  # noqa: F401  (installs the compat shim before tests build nets)
+
+from tests import model_factory
+
+LEGACY = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "legacy-models")
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> model_factory.TinyModels:
+    """The tiny model written in every format (see tests/model_factory.py)."""
+    return model_factory.write_all(str(tmp_path_factory.mktemp("tiny")))
+
+
+@pytest.fixture(scope="session")
+def legacy_dir() -> str:
+    """`../shared/legacy-models`; tests using it skip when the folder is absent."""
+    path = os.path.abspath(LEGACY)
+    if not os.path.isdir(path):
+        pytest.skip("../shared/legacy-models is not present")
+    return path
