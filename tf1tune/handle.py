@@ -19,10 +19,13 @@ _NOT_OUTPUT_OPS = frozenset({
     "QueueSize", "Const", "VariableV2", "Variable", "VarHandleOp", "ReadVariableOp", "ShardedFilename",
     "StringJoin", "Print", "PrintV2", "ApplyMomentum", "ResourceApplyMomentum", "ApplyGradientDescent",
     "ResourceApplyGradientDescent", "ApplyAdam", "ResourceApplyAdam", "ApplyRMSProp", "ResourceApplyRMSProp",
+    "Shape", "ShapeN", "Size", "Rank",
 })
 _NOT_OUTPUT_OP_PREFIXES = ("Apply", "ResourceApply", "Queue", "Reader", "Iterator", "Summary", "Write")
 _NOT_OUTPUT_SCOPES = ("save/", "save_", "gradients/", "gradients_", "init", "report_uninitialized", "summaries/")
 _VARIABLE_OPS = frozenset({"VariableV2", "Variable", "VarHandleOp", "Const"})
+_CONTROL_FLOW_OPS = frozenset({"If", "StatelessIf", "While", "StatelessWhile", "Switch", "Merge", "Enter", "Exit", "NextIteration", "LoopCond", "RefSwitch",
+                               "RefMerge", "RefEnter", "RefExit"})
 _INPUT_OPS = frozenset({"Placeholder", "PlaceholderWithDefault", "PlaceholderV2"})
 
 
@@ -142,8 +145,9 @@ def initialize_uninitialized(sess: tf.compat.v1.Session, variables: list[tf.Vari
 
 
 def candidate_inputs(graph: tf.Graph) -> list[tf.Tensor]:
-    """Placeholders of `graph`, in graph order."""
-    return [op.outputs[0] for op in graph.get_operations() if op.type in _INPUT_OPS]
+    """Placeholders of `graph` in graph order, leaving out the saver's own (`save/filename`)."""
+    return [op.outputs[0] for op in graph.get_operations()
+            if op.type in _INPUT_OPS and not op.name.startswith(_NOT_OUTPUT_SCOPES)]
 
 
 def candidate_outputs(graph: tf.Graph) -> list[tf.Tensor]:
@@ -157,6 +161,10 @@ def candidate_outputs(graph: tf.Graph) -> list[tf.Tensor]:
         if op.name.startswith(_NOT_OUTPUT_SCOPES) or "/gradients/" in op.name or op.name in consumed:
             continue
         if op.inputs and all(t.op.type in _VARIABLE_OPS for t in op.inputs):  # a variable's read
+            continue
+        if op.type in _CONTROL_FLOW_OPS or op._get_control_flow_context() is not None:  # inside a cond / while
+            continue
+        if any(t.op.type in _CONTROL_FLOW_OPS for t in op.inputs) and "/cond" in op.name:  # a cond's side outputs
             continue
         for t in op.outputs:
             if t.name not in consumed and t.dtype != tf.resource:

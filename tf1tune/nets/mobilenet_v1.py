@@ -3,13 +3,13 @@
 Why: tf-slim 1.1 on PyPI has no MobileNet, and the published `mobilenet_v1_1.0_224.ckpt` restores by
 variable name and shape only into a graph built as in the original definition, tensorflow/models
 `research/slim/nets/mobilenet_v1.py` (`mobilenet_v1`, `mobilenet_v1_base`, `mobilenet_v1_arg_scope`).
-This is a compact rewrite of that definition for depth multiplier 1.0, without `output_stride`,
-`global_pool` and explicit-padding options.
+This is a compact rewrite of that definition for depth multiplier 1.0, without the `output_stride`,
+`global_pool` and explicit-padding options (the pool is global for maps over 7x7: see `_average_pool`).
 
 Layout (scope `MobilenetV1`): `Conv2d_0` (3x3/2 conv, 32), then 13 depthwise-separable layers
 `Conv2d_<i>_depthwise` (3x3 depthwise, variable `depthwise_weights`) + `Conv2d_<i>_pointwise` (1x1 conv),
 each followed by batch norm (with gamma: the original arg scope has `scale=True`) and ReLU6; then
-`Logits/AvgPool_1a` (7x7 average pool, smaller for small inputs), `Logits/Dropout_1b` (keep 0.999) and
+`Logits/AvgPool_1a` (average pool to 1x1, see `_average_pool`), `Logits/Dropout_1b` (keep 0.999) and
 `Logits/Conv2d_1c_1x1` (1x1 conv with biases), squeezed as `Logits/SpatialSqueeze`; `Predictions` is a
 softmax. Endpoint keys are the original's.
 
@@ -134,10 +134,7 @@ def mobilenet_v1(
     ):
         net, end_points = mobilenet_v1_base(inputs)
         with tf.compat.v1.variable_scope("Logits"):
-            height, width = net.shape[1], net.shape[2]
-            # As the original `_reduced_kernel_size_for_small_input`: 7x7, less when the map is smaller.
-            kernel = [min(height or 7, 7), min(width or 7, 7)]
-            net = slim.avg_pool2d(net, kernel, padding="VALID", scope="AvgPool_1a")
+            net = _average_pool(net)
             end_points["AvgPool_1a"] = net
             if not num_classes:
                 return net, end_points
@@ -148,3 +145,17 @@ def mobilenet_v1(
         end_points["Logits"] = logits
         end_points["Predictions"] = slim.softmax(logits, scope="Predictions")
     return logits, end_points
+
+
+def _average_pool(net: tf.Tensor) -> tf.Tensor:
+    """`AvgPool_1a`: average over the whole map, to [B, 1, 1, C].
+
+    The original pools with a 7x7 window, less when the map is smaller (`_reduced_kernel_size_for_small_input`),
+    which is the whole map for inputs up to 224x224. For larger maps or an unknown map size the original
+    leaves a spatial map that its logits squeeze rejects (or it pools a 0x0 map); here the average is then
+    taken over the whole map, as the original's `global_pool=True` option.
+    """
+    height, width = net.shape[1], net.shape[2]
+    if height is None or width is None:
+        return tf.reduce_mean(net, axis=[1, 2], keepdims=True, name="AvgPool_1a")
+    return slim.avg_pool2d(net, [height, width], padding="VALID", scope="AvgPool_1a")

@@ -106,8 +106,8 @@ def expanded_conv(
         inputs = tf.identity(inputs, name="input")
         in_depth = inputs.shape[3]
         net = inputs
-        # As the original `expand_input_by_factor`: round to a multiple of 8 (a no-op for the V2 depths).
-        inner = _make_divisible(in_depth * expansion, 8 if expansion > 1 else 1)
+        # The original rounds this to a multiple of 8, a no-op for the depths of the 1.0 net.
+        inner = in_depth * expansion
         if inner > in_depth:
             net = slim.conv2d(net, inner, [1, 1], stride=1, scope="expand")
             net = tensors["expansion_output"] = tf.identity(net, name="expansion_output")
@@ -118,12 +118,6 @@ def expanded_conv(
             net += inputs
         net = tensors["output"] = tf.identity(net, name="output")
     return net, tensors
-
-
-def _make_divisible(value: float, divisor: int) -> int:
-    """The original `_make_divisible` (min value = divisor): round to a multiple, never 10% down."""
-    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
-    return rounded + divisor if rounded < 0.9 * value else rounded
 
 
 def mobilenet_v2_base(inputs: tf.Tensor) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
