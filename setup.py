@@ -22,6 +22,6 @@ setup(
         "tqdm",
         "PyYAML",
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={"test": ["pytest", "pytest-xdist"]},
     entry_points={"console_scripts": ["tf1tune=tf1tune.cli:main"]},
 )
