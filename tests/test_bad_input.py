@@ -87,3 +87,19 @@ def test_cli_subprocess_has_no_traceback_and_exit_2(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
     assert "Traceback" not in proc.stderr
+
+
+def test_inconsistent_output_shapes_are_stripped_with_a_warning(tiny, tmp_path):
+    from tensorflow.core.framework import tensor_shape_pb2
+
+    meta = meta_graph_pb2.MetaGraphDef()
+    meta.ParseFromString(open(tiny.meta, "rb").read())
+    wrong = tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=9)] * 3)
+    for node in meta.graph_def.node:
+        if node.name in ("x", "MatMul"):
+            node.attr["_output_shapes"].list.shape[0].CopyFrom(wrong)
+    path = tmp_path / "bad_shapes.meta"
+    path.write_bytes(meta.SerializeToString())
+    with pytest.warns(GraphRepairWarning, match="removed inconsistent _output_shapes"):
+        handle = tf1tune.load_meta(str(path), checkpoint=tiny.ckpt_v2)
+    assert handle.tensor("x:0").shape.as_list() == [None, 4]
