@@ -172,6 +172,11 @@ def candidate_outputs(graph: tf.Graph) -> list[tf.Tensor]:
     return found
 
 
+def named_endpoints(tensors: list[tf.Tensor]) -> dict[str, tf.Tensor]:
+    """Endpoints of an imported graph: each tensor keyed by its op name (by tensor name for multi-output ops)."""
+    return {t.op.name if len(t.op.outputs) == 1 else t.name: t for t in tensors}
+
+
 def tensor_summary(t: tf.Tensor) -> dict[str, Any]:
     """`{name, shape, dtype}` of a tensor, JSON-ready (unknown dims as None)."""
     shape = t.shape.as_list() if t.shape.rank is not None else None

@@ -10,7 +10,7 @@ from tensorflow.core.framework import graph_pb2, tensor_shape_pb2
 
 from tf1tune import graph_repair
 from tf1tune.errors import BadSourceError
-from tf1tune.handle import ModelHandle, candidate_inputs, candidate_outputs
+from tf1tune.handle import ModelHandle, candidate_inputs, candidate_outputs, named_endpoints
 from tf1tune.loaders._graph_import import warn_repairs
 from tf1tune.names import not_found
 
@@ -49,7 +49,7 @@ def load_frozen(
         kind="frozen",
         source=source,
         graph=graph,
-        endpoints={t.op.name if len(t.op.outputs) == 1 else t.name: t for t in outputs},
+        endpoints=named_endpoints(outputs),
         inputs=candidate_inputs(graph),
         outputs=outputs,
         tensorflow_version=None,

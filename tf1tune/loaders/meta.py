@@ -9,7 +9,7 @@ from tensorflow.core.protobuf import meta_graph_pb2
 from tf1tune.checkpoints import resolve_checkpoint
 from tf1tune.errors import SourceNotFoundError
 from tf1tune.graph_repair import read_proto
-from tf1tune.handle import ModelHandle, candidate_inputs, candidate_outputs
+from tf1tune.handle import ModelHandle, candidate_inputs, candidate_outputs, named_endpoints
 from tf1tune.loaders._graph_import import import_meta_graph_def, warn_repairs
 
 
@@ -51,7 +51,7 @@ def load_meta(meta_path: str | os.PathLike[str], checkpoint: str | os.PathLike[s
         kind="meta",
         source=source,
         graph=graph,
-        endpoints={t.op.name if len(t.op.outputs) == 1 else t.name: t for t in outputs},
+        endpoints=named_endpoints(outputs),
         inputs=candidate_inputs(graph),
         outputs=outputs,
         checkpoint=prefix,

@@ -9,7 +9,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 
 from tf1tune.errors import SourceNotFoundError
 from tf1tune.graph_repair import read_proto
-from tf1tune.handle import ModelHandle, candidate_inputs, candidate_outputs
+from tf1tune.handle import ModelHandle, candidate_inputs, candidate_outputs, named_endpoints
 from tf1tune.loaders._graph_import import import_meta_graph_def, warn_repairs
 from tf1tune.names import not_found
 
@@ -71,7 +71,7 @@ def load_saved_model(export_dir: str | os.PathLike[str], tags: Sequence[str] | N
         kind="saved_model",
         source=source,
         graph=graph,
-        endpoints={t.op.name if len(t.op.outputs) == 1 else t.name: t for t in outputs + sig_outputs},
+        endpoints=named_endpoints(outputs + sig_outputs),
         inputs=inputs,
         outputs=list(dict.fromkeys(sig_outputs or outputs)),
         checkpoint=checkpoint,
