@@ -1,0 +1,48 @@
+"""`tf1tune diff`: counts and sizes of changes between checkpoints built from known values."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import tensorflow as tf
+
+from tf1tune.cli import main
+from tf1tune.diff import diff_checkpoints
+
+
+def _save(prefix: str, values: dict[str, np.ndarray]) -> str:
+    with tf.Graph().as_default():
+        variables = {n: tf.compat.v1.get_variable(n, initializer=v) for n, v in values.items()}
+        with tf.compat.v1.Session() as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            return tf.compat.v1.train.Saver(variables).save(sess, prefix)
+
+
+def test_diff_counts_changed_elements_and_largest_change(tmp_path, capsys):
+    base = {"w": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.zeros(3, np.float32),
+            "step": np.array(5, np.int64), "gone": np.ones(2, np.float32)}
+    moved = {k: v.copy() for k, v in base.items() if k != "gone"}
+    moved["w"][0, 1] += 0.5
+    moved["w"][1, 2] -= 2.0
+    moved["step"] = np.array(7, np.int64)
+    moved["new"] = np.ones(1, np.float32)
+    a, b = _save(str(tmp_path / "a"), base), _save(str(tmp_path / "b"), moved)
+    result = diff_checkpoints(a, b)
+    assert result.changed == {"w": {"count": 2, "max_abs": 2.0}, "step": {"count": 1, "max_abs": 2.0}}
+    assert result.unchanged == ["b"] and result.only_in_a == ["gone"] and result.only_in_b == ["new"]
+    assert main(["diff", a, b, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert {"changed", "unchanged", "only_in_a", "only_in_b"} <= set(data) and data["changed"]["w"]["count"] == 2
+
+
+def test_tiny_float_changes_and_signed_zero_are_seen(tmp_path):
+    x = np.array([1.0, 0.0], np.float32)
+    y = np.array([np.nextafter(np.float32(1.0), np.float32(2.0)), -0.0], np.float32)
+    result = diff_checkpoints(_save(str(tmp_path / "a"), {"v": x}), _save(str(tmp_path / "b"), {"v": y}))
+    assert result.changed["v"]["count"] == 2  # bit-for-bit, not approximately
+
+
+def test_same_checkpoint_is_all_unchanged(tmp_path):
+    a = _save(str(tmp_path / "a"), {"v": np.ones(4, np.float32)})
+    assert diff_checkpoints(a, a).changed == {}
