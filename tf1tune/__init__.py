@@ -30,6 +30,8 @@ _EXPORTS = {
     "UnknownOpsError": "tf1tune.errors",
     "NameNotFoundError": "tf1tune.errors",
     "CheckpointMismatchError": "tf1tune.errors",
+    "SurgeryError": "tf1tune.errors",
+    "SelectionError": "tf1tune.errors",
     "ModelHandle": "tf1tune.handle",
     "NetConfig": "tf1tune.nets.registry",
     "register_net": "tf1tune.nets.registry",
@@ -43,6 +45,13 @@ _EXPORTS = {
     "load_saved_model": "tf1tune.loaders",
     "resolve_checkpoint": "tf1tune.checkpoints",
     "inspect_source": "tf1tune.inspection",
+    "rename_checkpoint": "tf1tune.surgery",
+    "convert_checkpoint": "tf1tune.surgery",
+    "merge_checkpoints": "tf1tune.surgery",
+    "select": "tf1tune.selection",
+    "plan_restore": "tf1tune.restore",
+    "restore": "tf1tune.restore",
+    "RestorePlan": "tf1tune.restore",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -63,9 +72,12 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover
     from tf1tune.checkpoints import resolve_checkpoint
     from tf1tune.errors import (BadSourceError, CheckpointMismatchError, EnvironmentProblem, NameNotFoundError,
-                                SourceNotFoundError, Tf1tuneError, UnknownOpsError)
+                                SelectionError, SourceNotFoundError, SurgeryError, Tf1tuneError, UnknownOpsError)
     from tf1tune.handle import ModelHandle
     from tf1tune.inspection import inspect_source
     from tf1tune.loaders import load, load_frozen, load_meta, load_saved_model, load_slim
     from tf1tune.nets.build import build_net
     from tf1tune.nets.registry import NetConfig, get_net, list_nets, register_net
+    from tf1tune.surgery import convert_checkpoint, merge_checkpoints, rename_checkpoint
+    from tf1tune.restore import RestorePlan, plan_restore, restore
+    from tf1tune.selection import select

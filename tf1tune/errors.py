@@ -36,3 +36,11 @@ class NameNotFoundError(Tf1tuneError, KeyError):
 
 class CheckpointMismatchError(Tf1tuneError):
     """Graph variables and checkpoint entries do not fit together (missing keys, shapes, dtypes)."""
+
+
+class SelectionError(Tf1tuneError):
+    """A variable selector (scope, pattern, endpoint) matches nothing; the message lists the scopes that exist."""
+
+
+class SurgeryError(Tf1tuneError):
+    """A checkpoint rewrite (rename, convert, merge) cannot be done as asked; raised before anything is written."""
