@@ -32,6 +32,9 @@ _EXPORTS = {
     "CheckpointMismatchError": "tf1tune.errors",
     "SurgeryError": "tf1tune.errors",
     "SelectionError": "tf1tune.errors",
+    "DataError": "tf1tune.errors",
+    "load_dataset": "tf1tune.data",
+    "ExportError": "tf1tune.errors",
     "ModelHandle": "tf1tune.handle",
     "NetConfig": "tf1tune.nets.registry",
     "register_net": "tf1tune.nets.registry",
@@ -52,6 +55,10 @@ _EXPORTS = {
     "plan_restore": "tf1tune.restore",
     "restore": "tf1tune.restore",
     "RestorePlan": "tf1tune.restore",
+    "freeze": "tf1tune.export",
+    "optimize": "tf1tune.export",
+    "verify": "tf1tune.export",
+    "export_saved_model": "tf1tune.export",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -81,3 +88,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from tf1tune.surgery import convert_checkpoint, merge_checkpoints, rename_checkpoint
     from tf1tune.restore import RestorePlan, plan_restore, restore
     from tf1tune.selection import select
+    from tf1tune.errors import DataError
+    from tf1tune.data import load_dataset
+    from tf1tune.errors import ExportError
+    from tf1tune.export import export_saved_model, freeze, optimize, verify

@@ -20,6 +20,10 @@ from collections.abc import Iterator, Sequence
 COMMANDS = {
     "inspect": "inspect_cmd",
     "nets": "nets_cmd",
+    "diff": "diff_cmd",
+    "rename": "rename_cmd",
+    "convert": "convert_cmd",
+    "merge": "merge_cmd",
 }
 
 EPILOG = """examples:
@@ -28,6 +32,9 @@ EPILOG = """examples:
   tf1tune inspect frozen.pb                  # inputs, outputs and ops of a frozen graph
   tf1tune inspect slim:resnet_v1_50          # a tf-slim net definition
   tf1tune nets                               # every registered net
+  tf1tune rename model.ckpt-1500 --map DigitsCNN=encoder/DigitsCNN --out out/model.ckpt
+  tf1tune convert export --dtype float16 --out out/half  # V1 or V2 in, V2 out
+  tf1tune merge a/model.ckpt b/model.ckpt --prefer 1 --out out/merged
 """
 
 

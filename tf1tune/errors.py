@@ -44,3 +44,11 @@ class SelectionError(Tf1tuneError):
 
 class SurgeryError(Tf1tuneError):
     """A checkpoint rewrite (rename, convert, merge) cannot be done as asked; raised before anything is written."""
+
+
+class ExportError(Tf1tuneError):
+    """A model cannot be exported as asked (an output needs a training-only input, verification failed, ...)."""
+
+
+class DataError(Tf1tuneError):
+    """Training or validation data cannot be used as given (missing, empty, undecodable, labels that do not fit)."""

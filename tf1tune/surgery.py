@@ -1,0 +1,597 @@
+"""Checkpoint surgery: rename or drop scopes, convert formats and dtypes, merge checkpoints.
+
+Old TF1 checkpoints rarely fit the graph that should use them: the net now lives under another scope, the
+optimizer state of a finished run is dead weight, the file is a V1 checkpoint, or the weights are split over two
+checkpoints. These functions rewrite a checkpoint into a new V2 checkpoint and never touch the source.
+
+Every function plans the whole result first (names, dtypes, values) and raises `SurgeryError` on any problem
+before a byte is written. The result is then saved with plain `tf.compat.v1.train.Saver` into a temporary
+directory next to the output, read back and compared bit for bit with what was intended, and only then moved into
+place, with a `checkpoint` state file that names it by a relative path. Values reach the graph through
+placeholders, never as constants, so checkpoints over 2 GB work.
+
+Scopes match at `/` boundaries: `logits` matches `logits` and `logits/w`, not `logits_new/w`.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import tensorflow as tf
+
+from tf1tune.checkpoints import read_checkpoint, resolve_checkpoint
+from tf1tune.errors import SurgeryError
+
+__all__ = [
+    "OPTIMIZER_SLOT_SUFFIXES",
+    "CastLoss",
+    "SurgeryReport",
+    "convert_checkpoint",
+    "merge_checkpoints",
+    "optimizer_state_names",
+    "rename_checkpoint",
+]
+
+# Names ending in "/<suffix>" are optimizer slots (or moving-average shadows) of the variable before it.
+OPTIMIZER_SLOT_SUFFIXES = ("Momentum", "Adam", "Adam_1", "RMSProp", "RMSProp_1", "ExponentialMovingAverage")
+_OPTIMIZER_NAMES = ("beta1_power", "beta2_power")
+_GLOBAL_STEP = "global_step"
+_FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+_INT_DTYPES = ("int32", "int64")
+_VARIABLE_OPS = ("VariableV2", "Variable", "VarHandleOp")
+
+
+@dataclass(frozen=True)
+class CastLoss:
+    """What casting one tensor to another dtype lost.
+
+    Attributes:
+        name: The entry's name in the output.
+        source_dtype: Its dtype in the source.
+        target_dtype: Its dtype in the output.
+        max_abs_error: Largest |cast - original| over the finite values that stayed finite.
+        max_rel_error: Largest |cast - original| / |original| over the same values, originals != 0.
+        overflowed: Finite values that became +-inf.
+        underflowed: Non-zero values that became 0 (their relative error is 1).
+    """
+
+    name: str
+    source_dtype: str
+    target_dtype: str
+    max_abs_error: float
+    max_rel_error: float
+    overflowed: int
+    underflowed: int = 0
+
+
+@dataclass
+class SurgeryReport:
+    """What a surgery function wrote.
+
+    Attributes:
+        output: The prefix of the checkpoint written.
+        entries: Number of tensors in it.
+        renamed: (old, new) for every renamed entry.
+        dropped: Names of the source entries left out.
+        casts: One `CastLoss` per cast tensor.
+        resolved: Names that differed between merged inputs and were taken from the preferred one.
+        notes: Short lines of what else happened (e.g. which variable was taken for the global step).
+    """
+
+    output: str
+    entries: int = 0
+    renamed: list[tuple[str, str]] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+    casts: list[CastLoss] = field(default_factory=list)
+    resolved: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def summary_lines(self) -> list[str]:
+        """A few lines for a terminal: cast losses by dtype pair, notes, then what was written."""
+        lines = list(self.notes)
+        pairs: dict[tuple[str, str], list[CastLoss]] = {}
+        for c in self.casts:
+            pairs.setdefault((c.source_dtype, c.target_dtype), []).append(c)
+        for (src, dst), losses in pairs.items():
+            lines.append(
+                f"cast {len(losses)} tensors {src} -> {dst}: max abs error {max(c.max_abs_error for c in losses):.3g}, "
+                f"max rel error {max(c.max_rel_error for c in losses):.3g}, "
+                f"overflowed to inf {sum(c.overflowed for c in losses)}, "
+                f"flushed to zero {sum(c.underflowed for c in losses)}"
+            )
+        if self.resolved:
+            lines.append(f"took {len(self.resolved)} differing entries from the preferred input: "
+                         + _short_list(self.resolved))
+        lines.append(f"wrote {self.output} ({self.entries} entries)")
+        return lines
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Public functions
+
+
+def rename_checkpoint(
+    checkpoint: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    mapping: Mapping[str, str] | Sequence[tuple[str, str]] = (),
+    drop: Sequence[str] = (),
+    drop_optimizer_state: bool = False,
+    overwrite: bool = False,
+) -> SurgeryReport:
+    """Write a V2 copy of `checkpoint` with scopes renamed and dropped.
+
+    Args:
+        checkpoint: Source prefix, file or directory (V1 or V2).
+        output: Prefix of the checkpoint to write, e.g. `out/model.ckpt`.
+        mapping: OLD scope -> NEW scope. A name matched by several OLD scopes takes the longest. An empty NEW
+            removes the scope (`encoder=` turns `encoder/w` into `w`).
+        drop: Scopes to leave out (matched on the source names, before renaming).
+        drop_optimizer_state: Also leave out optimizer slots (see `optimizer_state_names`) and the global step.
+        overwrite: Replace an existing checkpoint at `output`.
+
+    Returns:
+        What was renamed and dropped.
+
+    Raises:
+        SurgeryError: A map or drop scope matches nothing, two entries would get the same name, an entry would
+            get an empty name, or `output` exists (without `overwrite`) or is the source. Nothing is written then.
+
+    Example:
+        >>> rename_checkpoint("ckpt/model.ckpt-1500", "out/model.ckpt", {"DigitsCNN": "encoder/DigitsCNN"},
+        ...                   drop_optimizer_state=True)
+    """
+    pairs = list(mapping.items()) if isinstance(mapping, Mapping) else [tuple(p) for p in mapping]
+    if not pairs and not drop and not drop_optimizer_state:
+        raise SurgeryError("nothing to do: give at least one --map OLD=NEW, --drop SCOPE or --drop-optimizer-state")
+    for old, new in pairs:
+        _check_scope(old, "map")
+        if new:
+            _check_scope(new, "map")
+    for scope in drop:
+        _check_scope(scope, "drop")
+    prefix = resolve_checkpoint(checkpoint)
+    reader = read_checkpoint(prefix)
+    names = sorted(reader.get_variable_to_shape_map())
+    out = _check_output(output, [prefix], overwrite)
+    report = SurgeryReport(output=out)
+
+    dropped: set[str] = set()
+    for scope in drop:
+        hit = [n for n in names if _in_scope(n, scope)]
+        if not hit:
+            raise _no_match("--drop", scope, names)
+        dropped.update(hit)
+        report.notes.append(f"dropped scope {scope} ({len(hit)} entries)")
+    if drop_optimizer_state:
+        slots, steps, how = optimizer_state_names(prefix, names)
+        dropped.update(slots)
+        dropped.update(steps)
+        step_note = f" and the global step {', '.join(steps)} ({how})" if steps else "; no global step found"
+        report.notes.append(f"dropped {len(slots)} optimizer slots{step_note}")
+    kept = [n for n in names if n not in dropped]
+
+    used = {old: 0 for old, _ in pairs}
+    new_names: dict[str, str] = {}
+    for n in kept:
+        best = max((p for p in pairs if _in_scope(n, p[0])), key=lambda p: len(p[0]), default=None)
+        if best is None:
+            new_names[n] = n
+            continue
+        old, new = best
+        used[old] += 1
+        rest = n[len(old):].lstrip("/")
+        renamed = "/".join(part for part in (new, rest) if part)
+        if not renamed:
+            raise SurgeryError(f"--map {old}={new} would give entry '{n}' an empty name; map it to a scope name")
+        new_names[n] = renamed
+    for old, new in pairs:
+        if not used[old] and any(_in_scope(n, old) for n in dropped):
+            raise SurgeryError(f"--map {old}={new} matches only entries that are dropped; remove the map or the drop")
+        if not used[old]:
+            raise _no_match("--map", old, kept, f"{old}={new}")
+    _check_collisions(new_names)
+    for old, new in pairs:
+        if used[old]:
+            report.notes.append(f"renamed {old} -> {new or '(root)'} ({used[old]} entries)")
+
+    dtypes = reader.get_variable_to_dtype_map()
+    plan = {new_names[n]: _Source(reader, n, dtypes[n]) for n in kept}
+    report.renamed = [(n, new_names[n]) for n in kept if new_names[n] != n]
+    report.dropped = sorted(dropped)
+    report.entries = _write(_load(plan), out, [prefix])
+    return report
+
+
+def convert_checkpoint(
+    checkpoint: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    dtype: str | None = None,
+    allow_overflow: bool = False,
+    overwrite: bool = False,
+) -> SurgeryReport:
+    """Write `checkpoint` (V1 single file, V1 sharded or V2) as a V2 checkpoint, optionally casting floats.
+
+    Args:
+        checkpoint: Source prefix, file or directory.
+        output: Prefix of the checkpoint to write.
+        dtype: `float16`, `float32` or `float64`: every floating entry is cast to it; None keeps every dtype.
+            Integer, boolean and string entries are never cast.
+        allow_overflow: Accept finite values that become inf in `float16` (otherwise an error).
+        overwrite: Replace an existing checkpoint at `output`.
+
+    Returns:
+        The report, with one `CastLoss` per cast tensor.
+
+    Raises:
+        SurgeryError: Unknown `dtype`, overflow without `allow_overflow`, or a bad `output`; nothing is written.
+    """
+    if dtype is not None and dtype not in ("float16", "float32", "float64"):
+        raise SurgeryError(f"unknown --dtype '{dtype}'; use float16, float32 or float64")
+    prefix = resolve_checkpoint(checkpoint)
+    reader = read_checkpoint(prefix)
+    out = _check_output(output, [prefix], overwrite)
+    dtypes = reader.get_variable_to_dtype_map()
+    values = _load({n: _Source(reader, n, dtypes[n]) for n in sorted(dtypes)})
+    report = SurgeryReport(output=out)
+    if dtype is not None:
+        target = tf.as_dtype(dtype)
+        for name, (value, src_dtype) in list(values.items()):
+            if src_dtype.name not in _FLOAT_DTYPES or src_dtype == target:
+                continue
+            cast, loss = _cast(name, value, src_dtype, target)
+            values[name] = (cast, target)
+            report.casts.append(loss)
+        overflowed = [c for c in report.casts if c.overflowed]
+        if overflowed and not allow_overflow:
+            raise SurgeryError(
+                f"{sum(c.overflowed for c in overflowed)} finite values overflow to inf in {dtype} (in "
+                f"{_short_list([c.name for c in overflowed])}); keep a wider dtype or pass --allow-overflow"
+            )
+    report.entries = _write(values, out, [prefix])
+    return report
+
+
+def merge_checkpoints(
+    checkpoints: Sequence[str | os.PathLike[str]],
+    output: str | os.PathLike[str],
+    prefer: int | None = None,
+    overwrite: bool = False,
+) -> SurgeryReport:
+    """Write the union of several checkpoints' entries as one V2 checkpoint.
+
+    An entry in several inputs with the same dtype, shape and bytes is written once. One that differs is a
+    conflict, unless `prefer` names an input that holds it: then that input's value is taken.
+
+    Args:
+        checkpoints: Two or more source prefixes, files or directories.
+        output: Prefix of the checkpoint to write.
+        prefer: Position (0-based) in `checkpoints` of the input whose value wins a conflict.
+        overwrite: Replace an existing checkpoint at `output`.
+
+    Returns:
+        The report; `resolved` lists the conflicts decided by `prefer`.
+
+    Raises:
+        SurgeryError: Fewer than two inputs, a bad `prefer`, conflicts not decided by `prefer` (counted, first ones named), or a
+            bad `output`; nothing is written.
+    """
+    if len(checkpoints) < 2:
+        raise SurgeryError(f"merge needs at least two checkpoints, got {len(checkpoints)}")
+    if prefer is not None and not 0 <= prefer < len(checkpoints):
+        raise SurgeryError(f"--prefer {prefer} is not an input position; use 0 to {len(checkpoints) - 1}")
+    prefixes = [resolve_checkpoint(c) for c in checkpoints]
+    out = _check_output(output, prefixes, overwrite)
+    per_input = []
+    for prefix in prefixes:
+        reader = read_checkpoint(prefix)
+        dtypes = reader.get_variable_to_dtype_map()
+        per_input.append(_load({n: _Source(reader, n, dtypes[n]) for n in dtypes}))
+    merged: dict[str, tuple[np.ndarray, tf.DType]] = {}
+    origin: dict[str, list[int]] = {}
+    conflicts: list[str] = []
+    report = SurgeryReport(output=out)
+    for name in sorted(set().union(*per_input)):
+        holders = [i for i, values in enumerate(per_input) if name in values]
+        origin[name] = holders
+        first = per_input[holders[0]][name]
+        differs = any(not _same(first, per_input[i][name]) for i in holders[1:])
+        if not differs:
+            merged[name] = first
+        elif prefer is not None and prefer in holders:
+            merged[name] = per_input[prefer][name]
+            report.resolved.append(name)
+        else:
+            conflicts.append(name)
+    if conflicts:
+        hint = ("pass --prefer N to take input N's values" if prefer is None
+                else f"input {prefer} does not hold them; prefer an input that does")
+        raise SurgeryError(f"{len(conflicts)} entries differ between the inputs: {_short_list(conflicts)}; {hint}")
+    for i, prefix in enumerate(prefixes):
+        only = sum(1 for holders in origin.values() if holders == [i])
+        report.notes.append(f"input {i} {prefix}: {len(per_input[i])} entries, {only} only there")
+    report.entries = _write(merged, out, prefixes)
+    return report
+
+
+def optimizer_state_names(checkpoint: str, names: Sequence[str] | None = None) -> tuple[list[str], list[str], str]:
+    """The optimizer slots and global step among a checkpoint's entries.
+
+    Slots are names ending in `/Momentum`, `/Adam`, `/Adam_1`, `/RMSProp`, `/RMSProp_1`,
+    `/ExponentialMovingAverage`, and `beta1_power` / `beta2_power`. The global step is `global_step`, plus, when
+    the checkpoint has a `.meta`, the variable in its GLOBAL_STEP collection; when that collection is empty, an
+    integer scalar, non-trainable variable that an `AssignAdd` op increments (what `Optimizer.minimize(
+    global_step=...)` builds; MTCNN's `Variable` is such a step).
+
+    Args:
+        checkpoint: A resolved checkpoint prefix.
+        names: Its entry names (read from the checkpoint when None).
+
+    Returns:
+        (slot names, step names, how the step was found).
+    """
+    if names is None:
+        names = sorted(read_checkpoint(checkpoint).get_variable_to_shape_map())
+    slots = [n for n in names if n.rsplit("/", 1)[-1] in _OPTIMIZER_NAMES
+             or ("/" in n and n.rsplit("/", 1)[-1] in OPTIMIZER_SLOT_SUFFIXES)]
+    steps, how = [], "by name"
+    if _GLOBAL_STEP in names:
+        steps.append(_GLOBAL_STEP)
+    meta_steps, meta_how = _steps_from_meta(checkpoint)
+    for s in meta_steps:
+        if s in names and s not in steps:
+            steps.append(s)
+            how = meta_how
+    return slots, steps, how
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Planning helpers
+
+
+@dataclass(frozen=True)
+class _Source:
+    reader: tf.train.CheckpointReader
+    name: str
+    dtype: tf.DType
+
+
+def _load(plan: Mapping[str, _Source]) -> dict[str, tuple[np.ndarray, tf.DType]]:
+    """Read every planned entry: output name -> (value, dtype)."""
+    values = {}
+    for new, src in plan.items():
+        value = src.reader.get_tensor(src.name)
+        values[new] = (np.asarray(value), src.dtype)
+    return values
+
+
+def _in_scope(name: str, scope: str) -> bool:
+    return name == scope or name.startswith(scope + "/")
+
+
+def _check_scope(scope: str, flag: str) -> None:
+    if not scope or scope.startswith("/") or scope.endswith("/") or "//" in scope:
+        raise SurgeryError(f"--{flag} scope '{scope}' is not a scope name; give it without leading or trailing '/', "
+                           "e.g. DigitsCNN or encoder/DigitsCNN")
+
+
+def _no_match(flag: str, scope: str, names: Sequence[str], shown: str | None = None) -> SurgeryError:
+    from tf1tune.names import closest
+
+    tops = sorted({n.split("/")[0] for n in names})
+    near = closest(scope, tops + list(names), n=3)
+    listed = f"closest: {', '.join(near)}" if near else f"top-level scopes: {_short_list(tops)}"
+    return SurgeryError(f"{flag} {shown or scope} matches no checkpoint entry ({listed}); scopes match whole "
+                        "'/'-separated parts, see `tf1tune inspect CKPT`")
+
+
+def _check_collisions(new_names: Mapping[str, str]) -> None:
+    by_new: dict[str, list[str]] = {}
+    for old, new in new_names.items():
+        by_new.setdefault(new, []).append(old)
+    clashes = {new: olds for new, olds in by_new.items() if len(olds) > 1}
+    if clashes:
+        shown = "; ".join(f"{' and '.join(olds)} -> {new}" for new, olds in sorted(clashes.items())[:3])
+        raise SurgeryError(f"after renaming, {len(clashes)} names would each be given to several entries ({shown}); "
+                           "change the --map or --drop one side")
+
+
+def _short_list(items: Sequence[str], n: int = 5) -> str:
+    items = list(items)
+    return ", ".join(items[:n]) + (f" and {len(items) - n} more" if len(items) > n else "")
+
+
+def _steps_from_meta(prefix: str) -> tuple[list[str], str]:
+    """Global step variable names from the checkpoint's `.meta` (see `optimizer_state_names`)."""
+    from tensorflow.core.framework import variable_pb2
+    from tensorflow.core.protobuf import meta_graph_pb2
+
+    from tf1tune.graph_repair import read_proto
+    from tf1tune.loaders import find_meta
+
+    meta_path = find_meta(prefix)
+    if meta_path is None:
+        return [], ""
+    meta = meta_graph_pb2.MetaGraphDef()
+    try:
+        read_proto(meta_path, meta, "MetaGraphDef (.meta)")
+    except Exception as e:  # an unreadable .meta only loses the step detection
+        warnings.warn(f"cannot read {meta_path} to find the global step ({e}); only 'global_step' is dropped",
+                      stacklevel=3)
+        return [], ""
+
+    def var_names(key: str) -> list[str]:
+        if key not in meta.collection_def:
+            return []
+        out = []
+        for raw in meta.collection_def[key].bytes_list.value:
+            v = variable_pb2.VariableDef()
+            v.ParseFromString(raw)
+            out.append(v.variable_name.split(":")[0])
+        return out
+
+    collected = var_names(tf.compat.v1.GraphKeys.GLOBAL_STEP)
+    if collected:
+        return collected, f"GLOBAL_STEP collection of {os.path.basename(meta_path)}"
+    trainable = set(var_names(tf.compat.v1.GraphKeys.TRAINABLE_VARIABLES))
+    nodes = {n.name: n for n in meta.graph_def.node}
+    found = []
+    for node in meta.graph_def.node:
+        if node.op not in ("AssignAdd", "AssignAddVariableOp") or not node.input:
+            continue
+        var = nodes.get(node.input[0].split(":")[0].lstrip("^"))
+        if var is None or var.op not in _VARIABLE_OPS or var.name in trainable:
+            continue
+        dtype = tf.as_dtype(var.attr["dtype"].type).name
+        scalar = not var.attr["shape"].shape.dim and not var.attr["shape"].shape.unknown_rank
+        if dtype in _INT_DTYPES and scalar and var.name not in found:
+            found.append(var.name)
+    return found, f"int scalar incremented by AssignAdd in {os.path.basename(meta_path)}"
+
+
+def _cast(name: str, value: np.ndarray, src: tf.DType, dst: tf.DType) -> tuple[np.ndarray, CastLoss]:
+    with np.errstate(over="ignore"):  # overflow is counted below
+        cast = value.astype(dst.as_numpy_dtype)
+    orig = value.astype(np.float64)
+    back = cast.astype(np.float64)
+    finite = np.isfinite(orig)
+    overflow = finite & ~np.isfinite(back)
+    ok = finite & np.isfinite(back)
+    err = np.abs(back - orig)[ok]
+    nonzero = ok & (orig != 0)
+    rel = (np.abs(back - orig)[nonzero] / np.abs(orig[nonzero]))
+    return cast, CastLoss(name=name, source_dtype=src.name, target_dtype=dst.name,
+                          max_abs_error=float(err.max()) if err.size else 0.0,
+                          max_rel_error=float(rel.max()) if rel.size else 0.0,
+                          overflowed=int(overflow.sum()), underflowed=int((nonzero & (back == 0)).sum()))
+
+
+def _same(a: tuple[np.ndarray, tf.DType], b: tuple[np.ndarray, tf.DType]) -> bool:
+    """Same dtype, shape and bytes (NaNs with the same bits are the same)."""
+    (va, da), (vb, db) = a, b
+    if da != db or va.shape != vb.shape:
+        return False
+    if va.dtype == object or vb.dtype == object:
+        return va.tolist() == vb.tolist()
+    return va.tobytes() == vb.tobytes()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Writing
+
+
+def _checkpoint_files(prefix: str) -> list[str]:
+    """The files of a checkpoint at `prefix` in any format (V2 index and data, V1 file or shards)."""
+    esc = glob.escape(prefix)
+    files = glob.glob(esc + ".index") + glob.glob(esc + ".data-?????-of-?????") + glob.glob(esc + "-?????-of-?????")
+    if os.path.isfile(prefix):
+        files.append(prefix)
+    return sorted(files)
+
+
+def _check_output(output: str | os.PathLike[str], sources: Sequence[str], overwrite: bool) -> str:
+    """The output prefix, checked: not a directory, not a source, not an existing checkpoint unless `overwrite`."""
+    text = os.fspath(output)
+    out = os.path.abspath(text)
+    if os.path.isdir(out) or text.endswith(("/", os.sep)):
+        raise SurgeryError(f"--out '{output}' is a directory; give a checkpoint prefix in it, e.g. {output}/model.ckpt")
+    bases = [s.split("-?????-of-")[0] for s in sources]
+    source_files = {os.path.realpath(f) for b in bases for f in _checkpoint_files(b)}
+    existing = _checkpoint_files(out)
+    if os.path.realpath(out) in {os.path.realpath(b) for b in bases} or \
+            any(os.path.realpath(f) in source_files for f in existing):
+        raise SurgeryError(f"--out '{output}' is the source checkpoint; write to another prefix")
+    if existing and not overwrite:
+        raise SurgeryError(f"a checkpoint exists at '{output}' ({os.path.basename(existing[0])}); "
+                           "choose another --out or pass --overwrite")
+    return out
+
+
+def _write(values: Mapping[str, tuple[np.ndarray, tf.DType]], out: str, sources: Sequence[str]) -> int:
+    """Save `values` as a V2 checkpoint at `out`, verified, then moved into place; returns the entry count."""
+    directory, base = os.path.split(out)
+    os.makedirs(directory, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{base}.tmp-", dir=directory)
+    try:
+        tmp_prefix = os.path.join(tmp, base)
+        _save(values, tmp_prefix)
+        _verify(values, tmp_prefix)
+        replaced = _checkpoint_files(out)  # only non-empty with overwrite (checked before)
+        for stale in replaced:
+            os.remove(stale)
+        if replaced and os.path.isfile(out + ".meta"):
+            warnings.warn(f"{out}.meta belongs to the checkpoint that was replaced; delete or regenerate it",
+                          stacklevel=3)
+        for name in sorted(os.listdir(tmp)):
+            os.replace(os.path.join(tmp, name), os.path.join(directory, name))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    source_dirs = {os.path.realpath(os.path.dirname(os.path.abspath(s))) for s in sources}
+    if os.path.realpath(directory) in source_dirs:
+        warnings.warn(f"wrote {base} next to its source; the directory's checkpoint state file is left as it is, "
+                      "so load the new checkpoint by its prefix", stacklevel=3)
+    else:
+        _write_state(directory, base)
+    return len(values)
+
+
+def _save(values: Mapping[str, tuple[np.ndarray, tf.DType]], prefix: str) -> None:
+    graph = tf.Graph()
+    with graph.as_default():
+        feeds, var_list = {}, {}
+        for i, (name, (value, dtype)) in enumerate(sorted(values.items())):
+            ph = tf.compat.v1.placeholder(dtype, shape=value.shape, name=f"value_{i}")
+            var_list[name] = tf.compat.v1.Variable(ph, name=f"entry_{i}", trainable=False, collections=[],
+                                                   use_resource=False)
+            feeds[ph] = value
+        saver = tf.compat.v1.train.Saver(var_list=var_list, write_version=tf.compat.v1.train.SaverDef.V2,
+                                         sharded=False, save_relative_paths=True)
+        with tf.compat.v1.Session(graph=graph) as sess:
+            if var_list:
+                sess.run([v.initializer for v in var_list.values()], feed_dict=feeds)
+            saver.save(sess, prefix, write_meta_graph=False, write_state=False)
+
+
+def _verify(values: Mapping[str, tuple[np.ndarray, tf.DType]], prefix: str) -> None:
+    reader = tf.train.load_checkpoint(prefix)
+    shapes = reader.get_variable_to_shape_map()
+    dtypes = reader.get_variable_to_dtype_map()
+    bad = sorted(set(shapes) ^ set(values))
+    for name, (value, dtype) in values.items():
+        if name not in shapes:
+            continue
+        read = np.asarray(reader.get_tensor(name))
+        if tuple(shapes[name]) != value.shape or dtypes[name] != dtype or not _same((read, dtype), (value, dtype)):
+            bad.append(name)
+    if bad:
+        raise SurgeryError(f"the checkpoint written does not read back as intended ({_short_list(bad)}); "
+                           "nothing was moved into place; rerun with --debug and report it")
+
+
+def _write_state(directory: str, base: str) -> None:
+    """Make `base` the directory's latest checkpoint in its `checkpoint` state file (relative paths)."""
+    from google.protobuf import text_format
+    from tensorflow.python.training import checkpoint_state_pb2
+
+    path = os.path.join(directory, "checkpoint")
+    listed: list[str] = []
+    if os.path.isfile(path):
+        try:
+            state = tf.train.get_checkpoint_state(directory)
+        except Exception:  # a garbled state file is replaced
+            state = None
+        if state:
+            listed = [os.path.basename(p) for p in state.all_model_checkpoint_paths
+                      if _checkpoint_files(os.path.join(directory, os.path.basename(p)))]
+    listed = [p for p in listed if p != base] + [base]
+    state = checkpoint_state_pb2.CheckpointState(model_checkpoint_path=base, all_model_checkpoint_paths=listed)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text_format.MessageToString(state))
+    os.replace(tmp, path)
