@@ -36,7 +36,8 @@ _VARIABLE_OP_TYPES = frozenset({"VariableV2", "Variable", "VarHandleOp"})
 # Last name component of optimizer slot variables (`_N` when a graph holds several optimizers).
 _SLOT = re.compile(r"/(Momentum|Adam|RMSProp|Adagrad|AdagradDA|Adadelta|Ftrl|ProximalAdagrad|"
                    r"ExponentialMovingAverage|MovingAverage)(_\d+)?$")
-_OPTIMIZER_VARIABLES = re.compile(r"(^|/)(beta1_power|beta2_power|global_step)(_\d+)?$")
+# Other training bookkeeping: Adam's powers, the step, the snapshots of element-wise frozen entries (train_op).
+_OPTIMIZER_VARIABLES = re.compile(r"(^|/)(beta1_power|beta2_power|global_step|frozen_snapshot)(_\d+)?$")
 
 Tensors = tf.Tensor | tf.Operation | str | Sequence[tf.Tensor | tf.Operation | str]
 
