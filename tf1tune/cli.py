@@ -21,9 +21,12 @@ COMMANDS = {
     "inspect": "inspect_cmd",
     "nets": "nets_cmd",
     "diff": "diff_cmd",
+    "finetune": "finetune_cmd",
     "rename": "rename_cmd",
     "convert": "convert_cmd",
     "merge": "merge_cmd",
+    "freeze": "freeze_cmd",
+    "export-savedmodel": "export_savedmodel_cmd",
 }
 
 EPILOG = """examples:
@@ -35,6 +38,8 @@ EPILOG = """examples:
   tf1tune rename model.ckpt-1500 --map DigitsCNN=encoder/DigitsCNN --out out/model.ckpt
   tf1tune convert export --dtype float16 --out out/half  # V1 or V2 in, V2 out
   tf1tune merge a/model.ckpt b/model.ckpt --prefer 1 --out out/merged
+  tf1tune freeze checkpoints/digits_cnn --inputs input --outputs DigitsCNN/Predictions/Softmax --optimize --out d.pb
+  tf1tune export-savedmodel checkpoints/digits_cnn --inputs input --outputs DigitsCNN/Predictions/Softmax --out d/
 """
 
 

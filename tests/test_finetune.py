@@ -1,0 +1,128 @@
+"""Fine-tuning runs end to end on the shipped digits checkpoint and on imported graphs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tf1tune
+from tf1tune.checkpoints import checkpoint_values
+from tf1tune.cli import main
+from tf1tune.diff import diff_checkpoints
+from tf1tune.finetune import run_finetune
+from tf1tune.finetune_config import ConfigError, make_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SOURCE = os.path.join(ROOT, "checkpoints", "digits_cnn")
+FROZEN_LAYERS = ("DigitsCNN/Conv2d_1/", "DigitsCNN/Conv2d_2/")
+
+
+def _hashes(directory: str) -> dict[str, str]:
+    return {n: hashlib.sha256(open(os.path.join(directory, n), "rb").read()).hexdigest() for n in sorted(os.listdir(directory))}
+
+
+@pytest.fixture(scope="module")
+def two_phase_run(tmp_path_factory):
+    """The main job's two phases, shortened: head only, then also Conv2d_3."""
+    before = _hashes(SOURCE)
+    out = str(tmp_path_factory.mktemp("runs") / "parity")
+    config = make_config(os.path.join(ROOT, "configs", "digits_parity.yaml"), checkpoint=SOURCE, out=out,
+                         phases=[{"steps": 80, "trainable_scopes": ["DigitsCNN/Logits"], "learning_rate": 0.05},
+                                 {"steps": 40, "trainable_scopes": ["DigitsCNN/Logits", "DigitsCNN/Conv2d_3"],
+                                  "learning_rate": 0.005}])
+    result = run_finetune(config, progress=False)
+    assert _hashes(SOURCE) == before  # the source checkpoint is never written to
+    return result
+
+
+def test_transfer_to_two_classes_reaches_stated_accuracy(two_phase_run):
+    # digits (10 classes) -> odd/even (2 classes): the new head starts near chance and ends above 0.95
+    assert two_phase_run.accuracy_before < 0.75
+    assert two_phase_run.accuracy_after >= 0.95
+    metrics = json.load(open(os.path.join(two_phase_run.run_dir, "metrics.json")))
+    assert {"accuracy_before", "accuracy_after", "trained_params", "frozen_params"} <= set(metrics)
+    assert metrics["steps"] == 120 and metrics["validation_size"] == 360
+
+
+def test_frozen_weights_and_batch_norm_statistics_are_bit_identical(two_phase_run):
+    result = diff_checkpoints(SOURCE, two_phase_run.checkpoint)
+    frozen = {f"DigitsCNN/Conv2d_{i}/{n}" for i in (1, 2) for n in
+              ("weights", "BatchNorm/beta", "BatchNorm/gamma", "BatchNorm/moving_mean", "BatchNorm/moving_variance")}
+    assert frozen <= set(result.unchanged)
+    assert not [n for n in result.changed if n.startswith(FROZEN_LAYERS)]
+    assert "DigitsCNN/Conv2d_3/weights" in result.changed  # phase 2 trained it
+    assert "DigitsCNN/Conv2d_3/BatchNorm/moving_mean" in result.changed  # its batch norm ran in training mode
+    assert "DigitsCNN/Logits/Conv2d_1x1/weights" in result.shape_changed  # the new 2-class head
+
+
+def test_run_directory_holds_events_config_and_readable_checkpoints(two_phase_run):
+    names = os.listdir(two_phase_run.run_dir)
+    assert "config.yaml" in names and "metrics.json" in names and os.listdir(os.path.join(two_phase_run.run_dir, "events"))
+    state = tf.train.get_checkpoint_state(two_phase_run.run_dir)
+    assert state.model_checkpoint_path.endswith("model.ckpt-120")
+    for path in state.all_model_checkpoint_paths:
+        assert tf.train.load_checkpoint(path).get_tensor("global_step") == int(path.rsplit("-", 1)[1])
+
+
+def test_existing_run_needs_resume_or_overwrite(two_phase_run):
+    config = make_config(out=two_phase_run.run_dir, checkpoint=SOURCE, steps=1)
+    with pytest.raises(ConfigError, match="--resume to continue it or --overwrite"):
+        run_finetune(config, progress=False)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_masked_entries_never_move(tmp_path, optimizer):
+    weights = "DigitsCNN/Conv2d_3/weights"
+    config = make_config(checkpoint=SOURCE, out=str(tmp_path / "run"), steps=20, optimizer=optimizer,
+                         trainable_scopes=["DigitsCNN/Logits", "DigitsCNN/Conv2d_3"],
+                         masks={weights: {"columns": [0, 5]}})
+    result = run_finetune(config, progress=False)
+    source, tuned = checkpoint_values(resolve(SOURCE)), checkpoint_values(result.checkpoint)
+    assert tuned[weights][..., [0, 5]].tobytes() == source[weights][..., [0, 5]].tobytes()
+    assert not np.array_equal(tuned[weights], source[weights])
+
+
+def resolve(path: str) -> str:
+    return tf1tune.resolve_checkpoint(path)
+
+
+def test_config_errors_name_the_key_and_what_is_allowed(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("net: digits_cnn\ntrainable_scope: [x]\n")
+    with pytest.raises(ConfigError, match="unknown key 'trainable_scope'.*did you mean trainable_scopes"):
+        make_config(str(bad))
+    assert main(["finetune", "--optimizer", "adagrad", "--out", str(tmp_path / "r")]) == 2
+    assert "choose one of sgd, momentum, adam, rmsprop" in capsys.readouterr().err
+
+
+def test_kill_minus_nine_then_resume_ends_where_an_uninterrupted_run_ends(tmp_path):
+    out = str(tmp_path / "killed")
+    argv = [sys.executable, "-m", "tf1tune", "finetune", "--checkpoint", SOURCE, "--out", out, "--steps", "3000",
+            "--checkpoint-every", "25", "--no-progress"]
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        latest = tf.train.latest_checkpoint(out) if os.path.isdir(out) else None
+        if latest and int(latest.rsplit("-", 1)[1]) >= 50:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = int(tf.train.latest_checkpoint(out).rsplit("-", 1)[1])
+    assert killed_at < 3000
+    resumed = subprocess.run(argv + ["--resume"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    state = tf.train.get_checkpoint_state(out)
+    assert state.model_checkpoint_path.endswith("model.ckpt-3000")
+    for path in state.all_model_checkpoint_paths:
+        assert tf.train.load_checkpoint(path).get_tensor("global_step") == int(path.rsplit("-", 1)[1])
+    assert json.load(open(os.path.join(out, "metrics.json")))["steps"] == 3000

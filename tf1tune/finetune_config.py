@@ -1,0 +1,205 @@
+"""The configuration of a fine-tuning run: defaults, YAML files, command-line overrides, validation.
+
+Keys are named as users know them from tf-slim's `train_image_classifier.py` (`--trainable-scopes`,
+`--exclude-scopes`, ...), with dashes on the command line and underscores in YAML (both are accepted in
+YAML). Flags override the file; the file overrides the defaults. The defaults are the project's main job:
+fine-tune the shipped `checkpoints/digits_cnn` (10 digit classes) for the 2-class task "is the digit odd",
+training the new classifier only (`configs/digits_parity.yaml` adds a second phase that also trains the
+last conv block at a tenth of the learning rate).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from tf1tune.errors import Tf1tuneError
+from tf1tune.names import closest
+
+
+class ConfigError(Tf1tuneError):
+    """A fine-tuning configuration key or value that is not allowed; the message lists what is."""
+
+
+OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop")
+
+
+@dataclass
+class Phase:
+    """One stage of training with its own trainable scopes, learning rate and optimizer state.
+
+    Attributes:
+        steps: Training steps of this phase.
+        trainable_scopes: Scopes whose trainable variables this phase trains (empty: every trainable variable).
+        learning_rate: Base learning rate of the phase.
+        lr_multipliers: Scope (or regex with `regex_scopes`) to learning-rate multiplier; 0 freezes.
+    """
+
+    steps: int
+    trainable_scopes: list[str] = field(default_factory=list)
+    learning_rate: float = 0.01
+    lr_multipliers: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class FinetuneConfig:
+    """Everything a fine-tuning run needs; see README "Fine-tuning" for the meaning of each key."""
+
+    net: str | None = "digits_cnn"
+    meta: str | None = None
+    frozen: str | None = None
+    input: str | None = None
+    checkpoint: str | None = "checkpoints/digits_cnn"
+    endpoint: str | None = None
+    head: str | None = None
+    num_classes: int | None = 2
+    exclude_scopes: list[str] = field(default_factory=list)
+    trainable_scopes: list[str] = field(default_factory=list)
+    lr_multipliers: dict[str, float] = field(default_factory=dict)
+    regex_scopes: bool = False
+    masks: dict[str, Any] = field(default_factory=dict)
+    phases: list[Phase] = field(default_factory=list)
+    train_data: str = "digits-parity:train"
+    val_data: str | None = "digits-parity:val"
+    val_fraction: float = 0.2
+    steps: int = 200
+    batch_size: int = 64
+    learning_rate: float = 0.05
+    optimizer: str = "momentum"
+    clip_norm: float | None = None
+    augment: dict[str, Any] = field(default_factory=dict)
+    out: str = "runs/digits-parity"
+    resume: bool = False
+    overwrite: bool = False
+    seed: int = 0
+    checkpoint_every: int = 50
+    keep_checkpoints: int = 3
+    log_every: int = 10
+    histograms: list[str] = field(default_factory=list)
+
+    def resolved_phases(self) -> list[Phase]:
+        """The phases to run: the `phases` list, or one phase made of `steps`, `learning_rate` and
+        `trainable_scopes`. A phase without trainable scopes takes the run's `trainable_scopes`; empty
+        there too means the new classifier or head only."""
+        if not self.phases:
+            return [Phase(steps=self.steps, trainable_scopes=list(self.trainable_scopes),
+                          learning_rate=self.learning_rate, lr_multipliers=dict(self.lr_multipliers))]
+        return [Phase(steps=p.steps, trainable_scopes=list(p.trainable_scopes or self.trainable_scopes),
+                      learning_rate=p.learning_rate, lr_multipliers={**self.lr_multipliers, **p.lr_multipliers})
+                for p in self.phases]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for YAML/JSON."""
+        return dataclasses.asdict(self)
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(FinetuneConfig)}
+_PHASE_FIELDS = {f.name for f in dataclasses.fields(Phase)}
+
+
+def _bad_key(key: str, allowed: list[str], where: str) -> ConfigError:
+    near = closest(key, allowed, n=3)
+    hint = f"did you mean {', '.join(near)}? " if near else ""
+    return ConfigError(f"unknown key '{key}' in {where}; {hint}allowed keys: {', '.join(sorted(allowed))}")
+
+
+def _phase(raw: Any, index: int) -> Phase:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"phases[{index}] must be a mapping with keys {', '.join(sorted(_PHASE_FIELDS))}")
+    clean = {k.replace("-", "_"): v for k, v in raw.items()}
+    for key in clean:
+        if key not in _PHASE_FIELDS:
+            raise _bad_key(key, sorted(_PHASE_FIELDS), f"phases[{index}]")
+    if "steps" not in clean:
+        raise ConfigError(f"phases[{index}] needs 'steps'")
+    return Phase(**clean)
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [s.strip() for s in value.split(",") if s.strip()]
+    return [str(v) for v in value]
+
+
+def make_config(file: str | os.PathLike[str] | None = None, **overrides: Any) -> FinetuneConfig:
+    """Defaults, then the YAML `file`, then `overrides` (None values are ignored); validated.
+
+    Raises:
+        ConfigError: An unknown key (with the closest allowed ones) or a bad value (with what is allowed).
+    """
+    values: dict[str, Any] = {}
+    if file is not None:
+        if not os.path.isfile(file):
+            raise ConfigError(f"config file '{file}' does not exist")
+        try:
+            with open(file, encoding="utf-8") as f:
+                loaded = yaml.safe_load(f) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file '{file}' is not valid YAML: {str(e).splitlines()[0]}") from e
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file '{file}' must hold a mapping of keys to values")
+        for key, value in loaded.items():
+            name = str(key).replace("-", "_")
+            if name not in _FIELDS:
+                raise _bad_key(str(key), sorted(_FIELDS), f"config file '{file}'")
+            values[name] = value
+    for key, value in overrides.items():
+        if key not in _FIELDS:
+            raise _bad_key(key, sorted(_FIELDS), "the arguments")
+        if value is not None:
+            values[key] = value
+    sources = [k for k in ("net", "meta", "frozen") if values.get(k)]
+    if sources:  # a source given anywhere replaces the default source
+        for k in ("net", "meta", "frozen"):
+            values.setdefault(k, None)
+        if "net" not in sources:
+            values["net"] = None
+    for key in ("exclude_scopes", "trainable_scopes", "histograms"):
+        if key in values:
+            values[key] = _as_list(values[key])
+    if "phases" in values:
+        raw = values["phases"] or []
+        if not isinstance(raw, list):
+            raise ConfigError("phases must be a list of mappings (steps, trainable_scopes, learning_rate, lr_multipliers)")
+        values["phases"] = [_phase(p, i) for i, p in enumerate(raw)]
+    config = FinetuneConfig(**values)
+    validate(config)
+    return config
+
+
+def validate(config: FinetuneConfig) -> None:
+    """Check values; raise `ConfigError` naming the key, what it got and what is allowed."""
+    sources = [k for k in ("net", "meta", "frozen") if getattr(config, k)]
+    if len(sources) != 1:
+        raise ConfigError(f"give exactly one source of --net, --meta, --frozen (got {', '.join(sources) or 'none'})")
+    if config.optimizer not in OPTIMIZERS:
+        raise ConfigError(f"optimizer '{config.optimizer}' is not supported; choose one of {', '.join(OPTIMIZERS)}")
+    if config.net is None and not config.input:
+        raise ConfigError(f"--input (the input tensor name) is required with --{sources[0]}")
+    if config.num_classes is not None and config.num_classes < 2:
+        raise ConfigError(f"num_classes must be at least 2, got {config.num_classes}")
+    positive = {"batch_size": config.batch_size, "checkpoint_every": config.checkpoint_every,
+                "keep_checkpoints": config.keep_checkpoints, "log_every": config.log_every}
+    for key, value in positive.items():
+        if not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{key} must be a positive integer, got {value!r}")
+    if not 0.0 < config.val_fraction < 1.0:
+        raise ConfigError(f"val_fraction must be between 0 and 1, got {config.val_fraction}")
+    if config.clip_norm is not None and config.clip_norm <= 0:
+        raise ConfigError(f"clip_norm must be positive, got {config.clip_norm}")
+    for i, phase in enumerate(config.resolved_phases()):
+        if not isinstance(phase.steps, int) or phase.steps < 0:
+            raise ConfigError(f"phase {i + 1}: steps must be a non-negative integer, got {phase.steps!r}")
+        if not phase.learning_rate or phase.learning_rate <= 0:
+            raise ConfigError(f"phase {i + 1}: learning_rate must be positive, got {phase.learning_rate!r}")
+        for scope, m in phase.lr_multipliers.items():
+            if not isinstance(m, (int, float)) or m < 0:
+                raise ConfigError(f"lr multiplier of '{scope}' must be a number >= 0 (0 freezes), got {m!r}")
+    if config.resume and config.overwrite:
+        raise ConfigError("--resume and --overwrite exclude each other: resume continues the run, overwrite deletes it")
