@@ -42,7 +42,11 @@ class CheckpointDiff:
                  f"{len(self.only_in_a)} only in A, {len(self.only_in_b)} only in B"]
         width = max([len(n) for n in self.changed] + [10])
         for name, d in sorted(self.changed.items()):
-            lines.append(f"  changed    {name:<{width}}  {d['count']:>9,} elements  max |change| {d['max_abs']:.3g}")
+            if name in self.shape_changed:
+                shapes = self.shape_changed[name]
+                lines.append(f"  reshaped   {name:<{width}}  {tuple(shapes['a'])} -> {tuple(shapes['b'])}")
+            else:
+                lines.append(f"  changed    {name:<{width}}  {d['count']:>9,} elements  max |change| {d['max_abs']:.3g}")
         lines += [f"  identical  {name}" for name in self.unchanged]
         lines += [f"  only in A  {name}" for name in self.only_in_a]
         lines += [f"  only in B  {name}" for name in self.only_in_b]
