@@ -126,3 +126,27 @@ def test_kill_minus_nine_then_resume_ends_where_an_uninterrupted_run_ends(tmp_pa
     for path in state.all_model_checkpoint_paths:
         assert tf.train.load_checkpoint(path).get_tensor("global_step") == int(path.rsplit("-", 1)[1])
     assert json.load(open(os.path.join(out, "metrics.json")))["steps"] == 3000
+
+
+def test_resnet_with_4d_logits_builds_and_trains_only_its_classifier():
+    from tf1tune import data as data_lib
+    from tf1tune.finetune import build_task_model, build_training, training_step
+
+    config = make_config(net="resnet_v1_50", checkpoint=None, num_classes=3, input_size=[32, 32])
+    model = build_task_model(config)
+    training = build_training(model, config)
+    assert model.train_logits.shape.as_list() == [None, 3]
+    assert sorted(training.trained) == ["resnet_v1_50/logits/biases", "resnet_v1_50/logits/weights"]
+    rng = np.random.default_rng(0)
+    dataset = data_lib.Dataset(images=rng.uniform(0, 255, (8, 32, 32, 3)).astype(np.float32),
+                               labels=rng.integers(0, 3, 8), class_names=["a", "b", "c"], source="random")
+    stream = data_lib.BatchStream(dataset, 4, seed=0)
+    moving = [v for v in model.model_variables if v.op.name == "resnet_v1_50/conv1/BatchNorm/moving_mean"][0]
+    conv = [v for v in model.model_variables if v.op.name == "resnet_v1_50/conv1/weights"][0]
+    with tf.compat.v1.Session(graph=model.graph) as sess, model.graph.as_default():
+        sess.run(tf.compat.v1.global_variables_initializer())
+        before = sess.run([moving, conv])
+        for step in range(2):
+            training_step(sess, model, training.train_ops[0].op, training.loss, stream, step)
+        after = sess.run([moving, conv])
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(before, after))  # frozen base and its statistics

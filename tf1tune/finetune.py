@@ -93,15 +93,17 @@ def _build_slim(config: FinetuneConfig) -> TaskModel:
     graph = tf.Graph()
     with graph.as_default():
         tf.compat.v1.set_random_seed(config.seed)
-        images = tf.compat.v1.placeholder(tf.float32, [None, *net.input_size, net.channels], name="input")
+        size: tuple[int, int] = tuple(config.input_size) if config.input_size else net.input_size  # type: ignore[assignment]
+        images = tf.compat.v1.placeholder(tf.float32, [None, *size, net.channels], name="input")
         labels = tf.compat.v1.placeholder(tf.int64, [None], name="labels")
         inputs = get_preprocessing(net.preprocessing)(images)
         train_logits, _ = build_net(net.name, inputs, num_classes=classes, is_training=True)
         with tf.compat.v1.variable_scope(tf.compat.v1.get_variable_scope(), reuse=True):
             eval_logits, _ = build_net(net.name, inputs, num_classes=classes, is_training=False)
+        train_logits, eval_logits = _logits_2d(train_logits, classes), _logits_2d(eval_logits, classes)
         model_variables = list(graph.get_collection(tf.compat.v1.GraphKeys.GLOBAL_VARIABLES))
-    return TaskModel(graph=graph, images=images, labels=labels, train_logits=_logits_2d(train_logits, classes),
-                     eval_logits=_logits_2d(eval_logits, classes), image_size=net.input_size, channels=net.channels,
+    return TaskModel(graph=graph, images=images, labels=labels, train_logits=train_logits,
+                     eval_logits=eval_logits, image_size=size, channels=net.channels,
                      model_variables=model_variables, new_scopes=[], classifier_scopes=net.classifier_scopes,
                      checkpoint=resolve_checkpoint(config.checkpoint) if config.checkpoint else None)
 
@@ -129,7 +131,7 @@ def _build_imported(config: FinetuneConfig) -> TaskModel:
     with handle.graph.as_default():
         tf.compat.v1.set_random_seed(config.seed)
         labels = tf.compat.v1.placeholder(tf.int64, [None], name="finetune_labels")
-    logits = _logits_2d(head.output, config.num_classes)
+        logits = _logits_2d(head.output, config.num_classes)
     return TaskModel(graph=handle.graph, images=images, labels=labels, train_logits=logits, eval_logits=logits,
                      image_size=(shape[1], shape[2]), channels=shape[3], model_variables=model_variables,
                      new_scopes=[HEAD_SCOPE], train_feed={head.is_training: True},
@@ -222,18 +224,21 @@ def _params(variables: list[tf.Variable]) -> int:
     return int(sum(math.prod(v.shape.as_list()) for v in variables))
 
 
-def run_finetune(config: FinetuneConfig, progress: bool = True) -> FinetuneResult:
-    """Run (or resume) the fine-tuning described by `config`; returns what it measured.
+@dataclass
+class Training:
+    """The training part of a run's graph: loss, one train op per phase, and what they train."""
 
-    Raises:
-        Tf1tuneError subclasses for bad configuration, sources, data or checkpoints (one-line messages).
-    """
-    model = build_task_model(config)
-    if model.checkpoint is None and not config.frozen:
-        raise ConfigError("a checkpoint to fine-tune from is required (--checkpoint); none was found next to the source")
-    classes = int(model.train_logits.shape[-1])
-    run_dir = _prepare_run_dir(config, model.checkpoint)
-    train, val = _load_data(config, model, classes)
+    global_step: tf.Variable
+    loss: tf.Tensor
+    train_ops: list[Any]
+    trained: dict[str, tf.Variable]
+    trained_scopes: list[str]
+    histograms: tf.Tensor | None
+    notes: list[str]
+
+
+def build_training(model: TaskModel, config: FinetuneConfig) -> Training:
+    """Add the loss and one train op per phase to `model.graph`; frozen batch norm runs in inference mode."""
     phases = config.resolved_phases()
     notes: list[str] = []
     graph = model.graph
@@ -243,7 +248,6 @@ def run_finetune(config: FinetuneConfig, progress: bool = True) -> FinetuneResul
         regularization = tf.compat.v1.losses.get_regularization_losses()
         total_loss = loss + tf.add_n(regularization) if regularization else loss
         phase_vars = [_phase_variables(model, p.trainable_scopes, config.regex_scopes) for p in phases]
-        trained_scopes = sorted({v.op.name.rsplit("/", 1)[0] for vs in phase_vars for v in vs})
         trained = {v.op.name: v for vs in phase_vars for v in vs}
         # Batch norm of layers that no phase trains runs in inference mode in the training tower too.
         frozen_bn = sorted({op.name.rsplit("/", 1)[0] for op in graph.get_operations()
@@ -267,6 +271,27 @@ def run_finetune(config: FinetuneConfig, progress: bool = True) -> FinetuneResul
         hist_vars = select(model.model_variables, include_scopes=config.histograms) if config.histograms else []
         histograms = tf.compat.v1.summary.merge([tf.compat.v1.summary.histogram(v.op.name, v) for v in hist_vars]) \
             if hist_vars else None
+    return Training(global_step=global_step, loss=loss, train_ops=train_ops, trained=trained,
+                    trained_scopes=sorted({n.rsplit("/", 1)[0] for n in trained}), histograms=histograms, notes=notes)
+
+
+def run_finetune(config: FinetuneConfig, progress: bool = True) -> FinetuneResult:
+    """Run (or resume) the fine-tuning described by `config`; returns what it measured.
+
+    Raises:
+        Tf1tuneError subclasses for bad configuration, sources, data or checkpoints (one-line messages).
+    """
+    model = build_task_model(config)
+    if model.checkpoint is None and not config.frozen:
+        raise ConfigError("a checkpoint to fine-tune from is required (--checkpoint); none was found next to the source")
+    classes = int(model.train_logits.shape[-1])
+    run_dir = _prepare_run_dir(config, model.checkpoint)
+    train, val = _load_data(config, model, classes)
+    phases = config.resolved_phases()
+    training = build_training(model, config)
+    graph, notes, trained = model.graph, training.notes, training.trained
+    global_step, loss, train_ops, histograms = training.global_step, training.loss, training.train_ops, training.histograms
+    with graph.as_default():
         saver = tf.compat.v1.train.Saver(max_to_keep=config.keep_checkpoints)
     restore_list, restore_notes = _restore_choice(model, config) if model.checkpoint else ([], [])
     notes += restore_notes
@@ -302,7 +327,7 @@ def run_finetune(config: FinetuneConfig, progress: bool = True) -> FinetuneResul
             "accuracy_after": _accuracy(sess, model, val, config.batch_size),
             "validation_size": len(val), "train_size": len(train), "steps": total_steps,
             "trained_params": trained_params, "frozen_params": frozen_params,
-            "trained_scopes": trained_scopes, "checkpoint": os.path.basename(final),
+            "trained_scopes": training.trained_scopes, "checkpoint": os.path.basename(final),
             "source_checkpoint": model.checkpoint,
             "phases": [{"steps": p.steps, "learning_rate": p.learning_rate,
                         "trainable_scopes": p.trainable_scopes or list(model.classifier_scopes) + model.new_scopes}

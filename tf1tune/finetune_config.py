@@ -56,6 +56,7 @@ class FinetuneConfig:
     checkpoint: str | None = "checkpoints/digits_cnn"
     endpoint: str | None = None
     head: str | None = None
+    input_size: list[int] | None = None
     num_classes: int | None = 2
     exclude_scopes: list[str] = field(default_factory=list)
     trainable_scopes: list[str] = field(default_factory=list)
@@ -182,6 +183,8 @@ def validate(config: FinetuneConfig) -> None:
         raise ConfigError(f"optimizer '{config.optimizer}' is not supported; choose one of {', '.join(OPTIMIZERS)}")
     if config.net is None and not config.input:
         raise ConfigError(f"--input (the input tensor name) is required with --{sources[0]}")
+    if config.input_size is not None and (len(config.input_size) != 2 or min(config.input_size) < 1):
+        raise ConfigError(f"input_size must be [height, width] of positive integers, got {config.input_size!r}")
     if config.num_classes is not None and config.num_classes < 2:
         raise ConfigError(f"num_classes must be at least 2, got {config.num_classes}")
     positive = {"batch_size": config.batch_size, "checkpoint_every": config.checkpoint_every,

@@ -26,6 +26,7 @@ _FLAGS: list[tuple[str, dict]] = [
     ("--endpoint", {"help": "tensor to graft the new head on (--meta/--frozen)"}),
     ("--head", {"help": "head spec for --meta/--frozen, e.g. 'global_pool, dropout(0.2), dense(5)'"}),
     ("--num-classes", {"type": int, "help": "classes of the new task"}),
+    ("--input-size", {"type": int, "nargs": 2, "metavar": ("H", "W"), "help": "--net only: input size (default: the net's)"}),
     ("--exclude-scopes", {"help": "comma-separated scopes left out of the restore"}),
     ("--trainable-scopes", {"help": "comma-separated scopes to train (default: the classifier or new head)"}),
     ("--train-data", {"help": "class folders, .npz, TFRecords, or a named task (digits-parity:train)"}),
