@@ -150,3 +150,34 @@ def test_resnet_with_4d_logits_builds_and_trains_only_its_classifier():
             training_step(sess, model, training.train_ops[0].op, training.loss, stream, step)
         after = sess.run([moving, conv])
     assert all(a.tobytes() == b.tobytes() for a, b in zip(before, after))  # frozen base and its statistics
+
+
+def test_meta_source_with_a_grafted_head(tmp_path):
+    meta = os.path.join(SOURCE, "model.ckpt-1500.meta")
+    config = make_config(net=None, meta=meta, input="input:0", endpoint="DigitsCNN/global_pool:0", num_classes=2,
+                         checkpoint=SOURCE, steps=60, out=str(tmp_path / "meta_run"))
+    result = run_finetune(config, progress=False)
+    assert result.accuracy_after >= 0.9 and result.accuracy_after > result.accuracy_before
+    diff = diff_checkpoints(SOURCE, result.checkpoint)
+    # the whole imported net stayed frozen (its old Momentum slots are optimizer state: not restored, re-initialised)
+    assert not [n for n in diff.changed if n.startswith("DigitsCNN/") and not n.endswith("/Momentum")]
+    assert "finetune_head/dense_2/weights" in diff.only_in_b
+
+
+def test_frozen_source_with_an_unfrozen_layer(tmp_path):
+    handle = tf1tune.load("slim:digits_cnn", num_classes=10, checkpoint=SOURCE)
+    with handle.session() as sess, handle.graph.as_default():
+        graph_def = tf.compat.v1.graph_util.convert_variables_to_constants(
+            sess, handle.graph.as_graph_def(), ["DigitsCNN/Predictions/Softmax"])
+    frozen = tmp_path / "digits_frozen.pb"
+    frozen.write_bytes(graph_def.SerializeToString())
+    config = make_config(net=None, frozen=str(frozen), input="input:0", endpoint="DigitsCNN/global_pool:0",
+                         num_classes=2, checkpoint=None, steps=60, out=str(tmp_path / "frozen_run"),
+                         trainable_scopes=["finetune_head", "DigitsCNN/Conv2d_3/weights"])
+    result = run_finetune(config, progress=False)
+    assert result.accuracy_after >= 0.9
+    tuned = checkpoint_values(result.checkpoint)
+    source = checkpoint_values(resolve(SOURCE))
+    assert "DigitsCNN/Conv2d_3/weights" in tuned  # turned back into a variable and trained
+    assert not np.array_equal(tuned["DigitsCNN/Conv2d_3/weights"], source["DigitsCNN/Conv2d_3/weights"])
+    assert "DigitsCNN/Conv2d_2/weights" not in tuned  # still a constant of the frozen graph

@@ -59,6 +59,7 @@ _EXPORTS = {
     "optimize": "tf1tune.export",
     "verify": "tf1tune.export",
     "export_saved_model": "tf1tune.export",
+    "replace_input": "tf1tune.pipeline_repair",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -92,3 +93,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from tf1tune.data import load_dataset
     from tf1tune.errors import ExportError
     from tf1tune.export import export_saved_model, freeze, optimize, verify
+    from tf1tune.pipeline_repair import replace_input

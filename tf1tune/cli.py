@@ -27,6 +27,7 @@ COMMANDS = {
     "merge": "merge_cmd",
     "freeze": "freeze_cmd",
     "export-savedmodel": "export_savedmodel_cmd",
+    "repair": "repair_cmd",
 }
 
 EPILOG = """examples:
@@ -40,6 +41,7 @@ EPILOG = """examples:
   tf1tune merge a/model.ckpt b/model.ckpt --prefer 1 --out out/merged
   tf1tune freeze checkpoints/digits_cnn --inputs input --outputs DigitsCNN/Predictions/Softmax --optimize --out d.pb
   tf1tune export-savedmodel checkpoints/digits_cnn --inputs input --outputs DigitsCNN/Predictions/Softmax --out d/
+  tf1tune repair model.meta --replace-input batch:0=images --replace-input batch:1=labels --out fixed.meta
 """
 
 

@@ -52,3 +52,7 @@ class ExportError(Tf1tuneError):
 
 class DataError(Tf1tuneError):
     """Training or validation data cannot be used as given (missing, empty, undecodable, labels that do not fit)."""
+
+
+class GraphRepairError(Tf1tuneError):
+    """A graph cannot be repaired as asked (unknown tensor, not an input pipeline tensor, bad output path, ...)."""

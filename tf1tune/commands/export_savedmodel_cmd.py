@@ -1,0 +1,43 @@
+"""`tf1tune export-savedmodel`: a verified SavedModel (`serving_default` signature) of a model.
+
+Freezes and verifies exactly as `tf1tune freeze` does, then builds a SavedModel from the frozen graph, loads it
+back with `tf.saved_model.load` in eager mode and checks its signature against the frozen graph before the
+directory appears at `--out`.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from tf1tune.commands.freeze_cmd import add_source_arguments, freeze_and_verify
+
+HELP = "export a model as a verified SavedModel with a serving_default signature"
+EPILOG = """examples:
+  tf1tune export-savedmodel checkpoints/digits_cnn --inputs input --outputs DigitsCNN/Predictions/Softmax \\
+      --out exported/digits          # signature: input -> DigitsCNN_Predictions_Softmax
+  tf1tune export-savedmodel frozen.pb --outputs output --optimize --out exported/fc
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `export-savedmodel`."""
+    add_source_arguments(parser)
+    parser.add_argument("--out", required=True, metavar="DIR", help="SavedModel directory to create (new or empty)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Freeze, verify, export, verify again; print both verification lines and where it wrote."""
+    from tf1tune.export import export_saved_model
+    from tf1tune.export.saved_model import signature_keys
+
+    _, frozen, check = freeze_and_verify(args)
+    print("frozen graph " + check.line())
+    for note in frozen.notes:
+        print(f"note: {note}")
+    saved = export_saved_model(frozen.graph_def, frozen.inputs, frozen.outputs, args.out, rtol=args.rtol,
+                               atol=args.atol)
+    print("SavedModel " + saved.line())
+    keys_in, keys_out = signature_keys(frozen.inputs), signature_keys(frozen.outputs)
+    print(f"wrote {args.out} (serving_default: inputs {', '.join(keys_in.values())}; "
+          f"outputs {', '.join(keys_out.values())})")
+    return 0

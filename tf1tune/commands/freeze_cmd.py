@@ -1,0 +1,130 @@
+"""`tf1tune freeze`: a verified frozen GraphDef (`.pb`) of a model, for inference.
+
+The model is loaded (`SOURCE`, `--meta` or `--net`), its checkpoint restored, put into inference mode and frozen
+(`tf1tune.export.freeze_model`), optionally optimized, then run side by side with the live session on the same
+inputs; only when the outputs agree within the tolerance is the `.pb` written (atomically). The helpers here are
+shared with `export-savedmodel`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+HELP = "freeze a model (checkpoint values as constants, inference mode) into a verified .pb"
+EPILOG = """examples:
+  tf1tune freeze checkpoints/digits_cnn --inputs input --outputs DigitsCNN/Predictions/Softmax --out digits.pb
+  tf1tune freeze checkpoints/digits_cnn --outputs DigitsCNN/Predictions/Softmax --inputs input --optimize \\
+      --set is_training=false --out digits_opt.pb
+  tf1tune freeze --meta PNet-18.meta --checkpoint PNet-18 --inputs input_image --outputs conv4_1/Reshape_1 --out pnet.pb
+  tf1tune freeze --net digits_cnn --num-classes 10 --checkpoint checkpoints/digits_cnn \\
+      --outputs DigitsCNN/Predictions/Softmax --out digits.pb
+  tf1tune freeze frozen.pb --outputs output --optimize --out frozen_opt.pb   # a frozen source checks itself
+"""
+
+
+def add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments that pick and freeze the model (shared with `export-savedmodel`)."""
+    parser.add_argument("source", nargs="?", help="checkpoint prefix or directory, .meta, frozen .pb or SavedModel dir")
+    parser.add_argument("--meta", metavar="PATH", help="a .meta training graph (instead of SOURCE)")
+    parser.add_argument("--net", metavar="NAME", help="a registered slim net (instead of SOURCE); see `tf1tune nets`")
+    parser.add_argument("--num-classes", type=int, help="--net only: classifier outputs")
+    parser.add_argument("--checkpoint", metavar="CKPT", help="checkpoint holding the weights (default: next to the .meta)")
+    parser.add_argument("--outputs", required=True, metavar="NAME[,NAME]", help="output tensor or op names")
+    parser.add_argument("--inputs", metavar="NAME[,NAME]",
+                        help="input placeholders (default: every placeholder without a default the outputs need)")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="settings",
+                        help="replace a placeholder by a constant, e.g. is_training=false (repeatable); boolean "
+                             "placeholders with a default become false anyway")
+    parser.add_argument("--optimize", action="store_true",
+                        help="fold batch norm and constants, remove identities (optimize_for_inference + grappler)")
+    parser.add_argument("--rtol", type=float, default=1e-5,
+                        help="verification: allowed max |diff| relative to each output's max |value| (default 1e-5)")
+    parser.add_argument("--atol", type=float, default=0.0, help="verification: absolute tolerance added (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random verification inputs (default 0)")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `freeze`."""
+    add_source_arguments(parser)
+    parser.add_argument("--out", required=True, metavar="FILE.pb", help="where to write the frozen graph")
+
+
+def _split(text: str | None) -> list[str] | None:
+    return [s.strip() for s in text.split(",") if s.strip()] if text else None
+
+
+def load_source(args: argparse.Namespace) -> Any:
+    """The handle picked by SOURCE, `--meta` or `--net` (exactly one)."""
+    import tf1tune
+    from tf1tune.errors import Tf1tuneError
+
+    given = [x for x in (args.source, args.meta, args.net) if x]
+    if len(given) != 1:
+        raise Tf1tuneError(f"give exactly one of SOURCE, --meta PATH or --net NAME (got {len(given)}); "
+                           "e.g. tf1tune freeze checkpoints/digits_cnn --outputs DigitsCNN/Predictions/Softmax --out m.pb")
+    if args.num_classes is not None and not args.net:
+        raise Tf1tuneError("--num-classes only applies to --net NAME")
+    options = {"checkpoint": args.checkpoint} if args.checkpoint else {}
+    if args.net:
+        if args.num_classes is not None:
+            options["num_classes"] = args.num_classes or None
+        return tf1tune.load_slim(args.net, **options)
+    if args.meta:
+        return tf1tune.load_meta(args.meta, **options)
+    from tf1tune.checkpoints import resolve_checkpoint
+    from tf1tune.loaders import detect_kind, find_meta
+
+    if args.checkpoint and detect_kind(args.source) == "checkpoint":  # the source names the graph, --checkpoint the weights
+        meta = find_meta(resolve_checkpoint(args.source))
+        if meta is None:
+            raise Tf1tuneError(f"'{args.source}' has no .meta graph next to it; give the graph with --meta PATH")
+        return tf1tune.load_meta(meta, **options)
+    return tf1tune.load(args.source, **options)
+
+
+def _check_out(out: str, handle: Any) -> None:
+    """Refuse an output path that is one of the source's own files (sources are never written to)."""
+    from tf1tune.errors import Tf1tuneError
+
+    target = os.path.abspath(out)
+    own = [handle.source]
+    if handle.checkpoint:
+        own += [handle.checkpoint + ".index", handle.checkpoint + ".meta", handle.checkpoint]
+    if any(os.path.exists(p) and os.path.abspath(p) == target for p in own):
+        raise Tf1tuneError(f"--out '{out}' is a file of the source; write the export somewhere else")
+
+
+def freeze_and_verify(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """Load, freeze, optionally optimize and verify; returns `(handle, FrozenModel, Verification)`."""
+    from tf1tune.export import freeze_model, optimize, session_runner, verify
+    from tf1tune.export.freeze import parse_setting
+    from tf1tune.export.verify import source_batch
+
+    handle = load_source(args)
+    _check_out(args.out, handle)
+    settings = dict(parse_setting(s) for s in args.settings)
+    frozen = freeze_model(handle, _split(args.outputs) or [], _split(args.inputs), settings)
+    if args.optimize:
+        frozen.graph_def = optimize(frozen.graph_def, frozen.inputs, frozen.outputs)
+    check = verify(session_runner(handle, frozen.outputs, frozen.settings), frozen.graph_def, frozen.inputs,
+                   frozen.outputs, rtol=args.rtol, atol=args.atol, batch=source_batch(handle, frozen.inputs),
+                   seed=args.seed)
+    return handle, frozen, check
+
+
+def run(args: argparse.Namespace) -> int:
+    """Freeze, verify, write; print the verification line and where it wrote."""
+    from tf1tune.export import write_graph_def
+
+    _, frozen, check = freeze_and_verify(args)
+    print(check.line())
+    for note in frozen.notes:
+        print(f"note: {note}")
+    if frozen.settings:
+        print("set: " + ", ".join(f"{k}={v.tolist()}" for k, v in frozen.settings.items()))
+    path = write_graph_def(frozen.graph_def, args.out)
+    print(f"wrote {path} ({len(frozen.graph_def.node)} nodes; inputs {', '.join(frozen.inputs)}; "
+          f"outputs {', '.join(frozen.outputs)})")
+    return 0

@@ -1,0 +1,23 @@
+"""Export: frozen GraphDefs and SavedModels that are checked to compute what the source computes.
+
+| step                  | module          | what it does                                                       |
+|-----------------------|-----------------|--------------------------------------------------------------------|
+| `freeze`              | `freeze`        | checkpoint values into constants, inference mode, only what the outputs need |
+| `optimize`            | `optimize`      | batch norm folded into the conv/matmul, constants folded, identities removed |
+| `verify`              | `verify`        | the source and the export on the same inputs, compared within a tolerance |
+| `export_saved_model`  | `saved_model`   | a frozen graph as a SavedModel with a `serving_default` signature  |
+| `write_graph_def`     | `_io`           | atomic write (temp file in the same directory, then `os.replace`)  |
+
+Nothing is written before verification passes, and the source files are only ever read.
+"""
+
+from __future__ import annotations
+
+from tf1tune.export._io import read_graph_def, write_graph_def
+from tf1tune.export.freeze import FrozenModel, freeze, freeze_model
+from tf1tune.export.optimize import optimize
+from tf1tune.export.saved_model import export_saved_model
+from tf1tune.export.verify import Verification, random_feeds, run_graph_def, session_runner, verify
+
+__all__ = ["FrozenModel", "Verification", "export_saved_model", "freeze", "freeze_model", "optimize",
+           "random_feeds", "read_graph_def", "run_graph_def", "session_runner", "verify", "write_graph_def"]

@@ -1,0 +1,65 @@
+"""Reading and atomically writing GraphDefs, and small GraphDef helpers shared by the export steps."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+from tensorflow.core.framework import graph_pb2
+
+from tf1tune.errors import ExportError
+
+
+def node_name(name: str) -> str:
+    """The op name of a tensor or op name (`scope/op:0` -> `scope/op`, `^op` -> `op`)."""
+    return name.lstrip("^").split(":")[0]
+
+
+def tensor_name(name: str) -> str:
+    """A tensor name with its output index (`op` -> `op:0`)."""
+    return name if ":" in name else f"{name}:0"
+
+
+def strip_colocation(graph_def: graph_pb2.GraphDef) -> graph_pb2.GraphDef:
+    """`graph_def` without colocation hints (`_class: loc:@...`): placement hints that only get in the way once
+    nodes are removed (importing fails on a hint naming a node that is gone)."""
+    for node in graph_def.node:
+        if "_class" in node.attr:
+            del node.attr["_class"]
+    return graph_def
+
+
+def write_graph_def(graph_def: graph_pb2.GraphDef, path: str | os.PathLike[str]) -> str:
+    """Write `graph_def` (binary) to `path` atomically: a temp file in the same directory, then `os.replace`.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ExportError: The directory does not exist or the graph is over protobuf's 2 GB limit.
+    """
+    target = os.path.abspath(os.fspath(path))
+    folder = os.path.dirname(target)
+    if not os.path.isdir(folder):
+        raise ExportError(f"cannot write '{os.fspath(path)}': directory '{folder}' does not exist; create it first")
+    if graph_def.ByteSize() >= 2**31:
+        raise ExportError(f"the frozen graph is {graph_def.ByteSize() / 2**30:.1f} GB, over protobuf's 2 GB limit; "
+                          "export a SavedModel instead")
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(graph_def.SerializeToString())
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return target
+
+
+def read_graph_def(path: str | os.PathLike[str]) -> graph_pb2.GraphDef:
+    """A binary GraphDef read from `path`."""
+    graph_def = graph_pb2.GraphDef()
+    with open(path, "rb") as f:
+        graph_def.ParseFromString(f.read())
+    return graph_def
