@@ -235,6 +235,7 @@ class Training:
     trained_scopes: list[str]
     histograms: tf.Tensor | None
     notes: list[str]
+    probabilities: tf.Tensor | None = None
 
 
 def build_training(model: TaskModel, config: FinetuneConfig) -> Training:
@@ -244,6 +245,7 @@ def build_training(model: TaskModel, config: FinetuneConfig) -> Training:
     graph = model.graph
     with graph.as_default():
         global_step = tf.compat.v1.train.get_or_create_global_step()
+        probabilities = tf.nn.softmax(model.eval_logits, name="probabilities")  # what an export serves
         loss = tf.compat.v1.losses.sparse_softmax_cross_entropy(model.labels, model.train_logits)
         regularization = tf.compat.v1.losses.get_regularization_losses()
         total_loss = loss + tf.add_n(regularization) if regularization else loss
@@ -272,7 +274,8 @@ def build_training(model: TaskModel, config: FinetuneConfig) -> Training:
         histograms = tf.compat.v1.summary.merge([tf.compat.v1.summary.histogram(v.op.name, v) for v in hist_vars]) \
             if hist_vars else None
     return Training(global_step=global_step, loss=loss, train_ops=train_ops, trained=trained,
-                    trained_scopes=sorted({n.rsplit("/", 1)[0] for n in trained}), histograms=histograms, notes=notes)
+                    trained_scopes=sorted({n.rsplit("/", 1)[0] for n in trained}), histograms=histograms, notes=notes,
+                    probabilities=probabilities)
 
 
 def run_finetune(config: FinetuneConfig, progress: bool = True) -> FinetuneResult:
@@ -329,6 +332,7 @@ def run_finetune(config: FinetuneConfig, progress: bool = True) -> FinetuneResul
             "trained_params": trained_params, "frozen_params": frozen_params,
             "trained_scopes": training.trained_scopes, "checkpoint": os.path.basename(final),
             "source_checkpoint": model.checkpoint,
+            "input": model.images.name, "probabilities": training.probabilities.name,  # for `tf1tune freeze --run-dir`
             "phases": [{"steps": p.steps, "learning_rate": p.learning_rate,
                         "trainable_scopes": p.trainable_scopes or list(model.classifier_scopes) + model.new_scopes}
                        for p in phases],
