@@ -202,6 +202,20 @@ def test_saved_model_from_a_handle(tmp_path, tiny):
     np.testing.assert_allclose(result["probs"].numpy(), expected, rtol=RTOL, atol=1e-6)
 
 
+def test_onnx_export_matches_onnxruntime(tmp_path, capsys):
+    pytest.importorskip("tf2onnx")
+    ort = pytest.importorskip("onnxruntime")
+    pb, onnx_file = str(tmp_path / "d.pb"), str(tmp_path / "d.onnx")
+    code, stdout, err = _cli(capsys, "freeze", DIGITS, "--inputs", "input", "--outputs", SOFTMAX, "--optimize",
+                             "--out", pb, "--onnx", onnx_file)
+    assert code == 0, err
+    assert "ONNX (onnxruntime vs frozen graph) verified on" in stdout
+    x = _digits_images()
+    (got,) = ort.InferenceSession(onnx_file, providers=["CPUExecutionProvider"]).run(None, {"input:0": x})
+    np.testing.assert_allclose(got, _live(DIGITS, SOFTMAX + ":0", {"input:0": x}), rtol=RTOL, atol=1e-6)
+    assert sorted(os.listdir(tmp_path)) == ["d.onnx", "d.pb"]
+
+
 # ---- the legacy corpus -----------------------------------------------------------------------------------
 LEGACY_CASES = [  # (source, inputs, outputs, extra flags)
     ("mtcnn-pnet-tf1.8/PNet-18.meta", "input_image", "conv4_1/Softmax,conv4_2/BiasAdd", []),

@@ -21,6 +21,9 @@ EPILOG = """examples:
   tf1tune freeze --net digits_cnn --num-classes 10 --checkpoint checkpoints/digits_cnn \\
       --outputs DigitsCNN/Predictions/Softmax --out digits.pb
   tf1tune freeze frozen.pb --outputs output --optimize --out frozen_opt.pb   # a frozen source checks itself
+  tf1tune freeze checkpoints/digits_cnn --inputs input --outputs DigitsCNN/Predictions/Softmax --optimize \
+      --out digits.pb --onnx digits.onnx      # needs pip install 'tf1tune[onnx]'
+
 """
 
 
@@ -49,6 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `freeze`."""
     add_source_arguments(parser)
     parser.add_argument("--out", required=True, metavar="FILE.pb", help="where to write the frozen graph")
+    parser.add_argument("--onnx", metavar="FILE.onnx",
+                        help="also write an ONNX model, verified with onnxruntime (needs pip install 'tf1tune[onnx]')")
+    parser.add_argument("--opset", type=int, help="--onnx only: ONNX opset (default: tf2onnx's)")
 
 
 def _split(text: str | None) -> list[str] | None:
@@ -124,7 +130,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     if frozen.settings:
         print("set: " + ", ".join(f"{k}={v.tolist()}" for k, v in frozen.settings.items()))
+    if args.onnx:  # checked before anything is written
+        from tf1tune.export import export_onnx
+
+        onnx_check = export_onnx(frozen.graph_def, frozen.inputs, frozen.outputs, args.onnx, opset=args.opset,
+                                 rtol=args.rtol, atol=args.atol)
+        print("ONNX (onnxruntime vs frozen graph) " + onnx_check.line())
     path = write_graph_def(frozen.graph_def, args.out)
     print(f"wrote {path} ({len(frozen.graph_def.node)} nodes; inputs {', '.join(frozen.inputs)}; "
           f"outputs {', '.join(frozen.outputs)})")
+    if args.onnx:
+        print(f"wrote {os.path.abspath(args.onnx)}")
     return 0

@@ -3,9 +3,12 @@
 Freezing goes through TensorFlow's own `convert_variables_to_constants`, which also extracts the subgraph the
 outputs need, so optimizer, saver, summary and input-queue ops fall away. Before that, the graph is put into
 inference mode: every boolean `PlaceholderWithDefault` the outputs depend on (`is_training`) becomes a constant
-`False` (or what `set_values` says), and conditionals on it are lowered and pruned by grappler, so dropout turns
-into identity and batch norm uses its moving statistics. The chosen inputs become placeholders with a free batch
-dimension. An output that needs a placeholder which is neither an input nor set (say `labels`) is an error.
+`False` (or what `set_values` says). Conditionals on it (slim's batch norm and dropout become `If` ops on TF 2)
+are lowered to Switch/Merge by grappler's function optimizer, and then the branch that inference never takes is
+cut out here (`_prune_dead_branches`; grappler leaves Switches on constants in place), so dropout turns into
+identity and batch norm uses its moving statistics. The chosen inputs become placeholders with a free batch
+dimension, unless the graph has its batch size baked into constants (then it stays, with a note). An output that
+needs a placeholder which is neither an input nor set (say `labels`) is an error.
 """
 
 from __future__ import annotations
