@@ -181,3 +181,22 @@ def test_frozen_source_with_an_unfrozen_layer(tmp_path):
     assert "DigitsCNN/Conv2d_3/weights" in tuned  # turned back into a variable and trained
     assert not np.array_equal(tuned["DigitsCNN/Conv2d_3/weights"], source["DigitsCNN/Conv2d_3/weights"])
     assert "DigitsCNN/Conv2d_2/weights" not in tuned  # still a constant of the frozen graph
+
+
+def test_run_directory_freezes_optimizes_and_verifies_in_one_command(two_phase_run, tmp_path, capsys):
+    from tf1tune.export.run_dir import load_run
+
+    out = str(tmp_path / "parity.pb")
+    assert main(["freeze", "--run-dir", two_phase_run.run_dir, "--optimize", "--out", out]) == 0
+    assert "verified on 64 inputs" in capsys.readouterr().out
+    run = load_run(two_phase_run.run_dir)
+    with run.handle.session() as sess:
+        live = sess.run(run.handle.tensor(run.probabilities), {run.handle.tensor(run.input): run.validation_images})
+    frozen = tf1tune.load_frozen(out)
+    assert not [op for op in frozen.graph.get_operations() if op.type.startswith("FusedBatchNorm")]
+    with frozen.session() as sess:
+        exported = sess.run(frozen.tensor(run.probabilities), {frozen.tensor(run.input): run.validation_images})
+    np.testing.assert_allclose(exported, live, rtol=1e-5, atol=1e-6)
+    assert np.array_equal(exported.argmax(1), live.argmax(1))
+    assert main(["freeze", "--run-dir", str(tmp_path), "--out", str(tmp_path / "x.pb")]) == 2
+    assert "not a finished `tf1tune finetune` run directory" in capsys.readouterr().err

@@ -21,6 +21,7 @@ EPILOG = """examples:
   tf1tune freeze --net digits_cnn --num-classes 10 --checkpoint checkpoints/digits_cnn \\
       --outputs DigitsCNN/Predictions/Softmax --out digits.pb
   tf1tune freeze frozen.pb --outputs output --optimize --out frozen_opt.pb   # a frozen source checks itself
+  tf1tune freeze --run-dir runs/digits-parity --optimize --out parity.pb      # a fine-tuning run, in one command
   tf1tune freeze checkpoints/digits_cnn --inputs input --outputs DigitsCNN/Predictions/Softmax --optimize \
       --out digits.pb --onnx digits.onnx      # needs pip install 'tf1tune[onnx]'
 
@@ -30,11 +31,13 @@ EPILOG = """examples:
 def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments that pick and freeze the model (shared with `export-savedmodel`)."""
     parser.add_argument("source", nargs="?", help="checkpoint prefix or directory, .meta, frozen .pb or SavedModel dir")
+    parser.add_argument("--run-dir", metavar="RUN", help="a `tf1tune finetune` run directory: its last checkpoint, "
+                        "its input and the head's probabilities, verified on the run's validation data")
     parser.add_argument("--meta", metavar="PATH", help="a .meta training graph (instead of SOURCE)")
     parser.add_argument("--net", metavar="NAME", help="a registered slim net (instead of SOURCE); see `tf1tune nets`")
     parser.add_argument("--num-classes", type=int, help="--net only: classifier outputs")
     parser.add_argument("--checkpoint", metavar="CKPT", help="checkpoint holding the weights (default: next to the .meta)")
-    parser.add_argument("--outputs", required=True, metavar="NAME[,NAME]", help="output tensor or op names")
+    parser.add_argument("--outputs", metavar="NAME[,NAME]", help="output tensor or op names (--run-dir: the head's probabilities)")
     parser.add_argument("--inputs", metavar="NAME[,NAME]",
                         help="input placeholders (default: every placeholder without a default the outputs need)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="settings",
@@ -68,7 +71,7 @@ def load_source(args: argparse.Namespace) -> Any:
 
     given = [x for x in (args.source, args.meta, args.net) if x]
     if len(given) != 1:
-        raise Tf1tuneError(f"give exactly one of SOURCE, --meta PATH or --net NAME (got {len(given)}); "
+        raise Tf1tuneError(f"give exactly one of SOURCE, --meta PATH, --net NAME or --run-dir RUN (got {len(given)}); "
                            "e.g. tf1tune freeze checkpoints/digits_cnn --outputs DigitsCNN/Predictions/Softmax --out m.pb")
     if args.num_classes is not None and not args.net:
         raise Tf1tuneError("--num-classes only applies to --net NAME")
@@ -108,15 +111,30 @@ def freeze_and_verify(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     from tf1tune.export.freeze import parse_setting
     from tf1tune.export.verify import source_batch
 
-    handle = load_source(args)
+    from tf1tune.errors import Tf1tuneError
+
+    inputs, outputs, feeds = _split(args.inputs), _split(args.outputs), None
+    if args.run_dir:
+        from tf1tune.export.run_dir import load_run
+
+        if args.source or args.meta or args.net:
+            raise Tf1tuneError("--run-dir replaces SOURCE, --meta and --net; give only one of them")
+        run = load_run(args.run_dir)
+        handle = run.handle
+        inputs, outputs = inputs or [run.input], outputs or [run.probabilities]
+        feeds = {inputs[0]: run.validation_images}
+    else:
+        handle = load_source(args)
     _check_out(args.out, handle)
     settings = dict(parse_setting(s) for s in args.settings)
-    frozen = freeze_model(handle, _split(args.outputs) or [], _split(args.inputs), settings)
+    if not outputs:
+        raise Tf1tuneError("--outputs is required (except with --run-dir); e.g. --outputs DigitsCNN/Predictions/Softmax")
+    frozen = freeze_model(handle, outputs, inputs, settings)
     if args.optimize:
         frozen.graph_def = optimize(frozen.graph_def, frozen.inputs, frozen.outputs)
     check = verify(session_runner(handle, frozen.outputs, frozen.settings), frozen.graph_def, frozen.inputs,
-                   frozen.outputs, rtol=args.rtol, atol=args.atol, batch=source_batch(handle, frozen.inputs),
-                   seed=args.seed)
+                   frozen.outputs, feeds=feeds, rtol=args.rtol, atol=args.atol,
+                   batch=source_batch(handle, frozen.inputs), seed=args.seed)
     return handle, frozen, check
 
 
