@@ -200,3 +200,32 @@ def test_run_directory_freezes_optimizes_and_verifies_in_one_command(two_phase_r
     assert np.array_equal(exported.argmax(1), live.argmax(1))
     assert main(["freeze", "--run-dir", str(tmp_path), "--out", str(tmp_path / "x.pb")]) == 2
     assert "not a finished `tf1tune finetune` run directory" in capsys.readouterr().err
+
+
+def test_resume_inside_the_second_phase_keeps_each_phase_state(tmp_path):
+    import shutil
+
+    phases = [{"steps": 20, "trainable_scopes": ["DigitsCNN/Logits"], "learning_rate": 0.05},
+              {"steps": 20, "trainable_scopes": ["DigitsCNN/Logits", "DigitsCNN/Conv2d_3"], "learning_rate": 0.005}]
+    first = str(tmp_path / "first")
+    run_finetune(make_config(checkpoint=SOURCE, out=first, phases=phases, checkpoint_every=10, keep_checkpoints=5),
+                 progress=False)
+    interrupted = str(tmp_path / "interrupted")  # what a run killed after step 30 (in phase 2) leaves behind
+    os.makedirs(interrupted)
+    for name in os.listdir(first):
+        if name.startswith("model.ckpt-30") or name == "config.yaml":
+            shutil.copy(os.path.join(first, name), interrupted)
+    with open(os.path.join(first, "metrics.json")) as f:
+        before = {"accuracy_before": json.load(f)["accuracy_before"]}
+    with open(os.path.join(interrupted, "metrics.json"), "w") as f:
+        json.dump(before, f)
+    with open(os.path.join(interrupted, "checkpoint"), "w") as f:
+        f.write('model_checkpoint_path: "model.ckpt-30"\nall_model_checkpoint_paths: "model.ckpt-30"\n')
+    result = run_finetune(make_config(checkpoint=SOURCE, out=interrupted, phases=phases, resume=True), progress=False)
+    assert result.steps == 40 and result.accuracy_before == before["accuracy_before"]
+    at_30, at_40 = checkpoint_values(os.path.join(interrupted, "model.ckpt-30")), checkpoint_values(result.checkpoint)
+    phase1_slot = "DigitsCNN/Logits/Conv2d_1x1/weights/phase1_0/Momentum"
+    phase2_slot = "DigitsCNN/Conv2d_3/weights/phase2_0/Momentum"
+    assert at_30[phase1_slot].tobytes() == at_40[phase1_slot].tobytes()  # phase 1's state kept, untouched in phase 2
+    assert not np.array_equal(at_30[phase2_slot], at_40[phase2_slot])  # phase 2 continued from its own state
+    assert not np.array_equal(at_30["DigitsCNN/Conv2d_3/weights"], at_40["DigitsCNN/Conv2d_3/weights"])
