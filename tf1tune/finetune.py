@@ -361,7 +361,9 @@ def _train_loop(sess, model, config, phases, train_ops, stream, saver, writer, h
     from tqdm import tqdm
 
     bounds = np.cumsum([p.steps for p in phases])
-    bar = tqdm(total=total_steps, initial=start, disable=not progress, file=sys.stderr, unit="step", leave=False)
+    # disable=None: a bar on a terminal, none in logs
+    bar = tqdm(total=total_steps, initial=start, disable=None if progress else True, file=sys.stderr, unit="step",
+               leave=False)
     for step in range(start, total_steps):
         phase = int(np.searchsorted(bounds, step, side="right"))
         loss_value = training_step(sess, model, train_ops[phase].op, loss, stream, step)
