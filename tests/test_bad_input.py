@@ -103,3 +103,10 @@ def test_inconsistent_output_shapes_are_stripped_with_a_warning(tiny, tmp_path):
     with pytest.warns(GraphRepairWarning, match="removed inconsistent _output_shapes"):
         handle = tf1tune.load_meta(str(path), checkpoint=tiny.ckpt_v2)
     assert handle.tensor("x:0").shape.as_list() == [None, 4]
+
+
+def test_options_that_do_not_apply_and_impossible_input_sizes(capsys, tiny):
+    with pytest.raises(tf1tune.Tf1tuneError, match="option 'checkpoint' does not apply to a frozen source"):
+        tf1tune.load(tiny.frozen_binary, checkpoint=tiny.ckpt_v2)
+    assert "cannot be built on inputs of shape [None, 0, 0, 1]" in _cli_error(
+        capsys, "inspect", "slim:digits_cnn", "--input-size", "0", "0")

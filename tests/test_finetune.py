@@ -79,6 +79,22 @@ def test_existing_run_needs_resume_or_overwrite(two_phase_run):
         run_finetune(config, progress=False)
 
 
+def test_overwrite_never_deletes_sources_or_foreign_directories(tmp_path):
+    import shutil
+
+    copy = tmp_path / "src" / "digits_cnn"
+    shutil.copytree(SOURCE, copy)
+    before = _hashes(str(copy))
+    with pytest.raises(ConfigError, match="is or contains a source of this run"):
+        run_finetune(make_config(checkpoint=str(copy), out=str(tmp_path / "src"), overwrite=True, steps=1), progress=False)
+    foreign = tmp_path / "notes"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("precious")
+    with pytest.raises(ConfigError, match="not a tf1tune run directory"):
+        run_finetune(make_config(checkpoint=SOURCE, out=str(foreign), overwrite=True, steps=1), progress=False)
+    assert _hashes(str(copy)) == before and (foreign / "thesis.tex").read_text() == "precious"
+
+
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_masked_entries_never_move(tmp_path, optimizer):
     weights = "DigitsCNN/Conv2d_3/weights"
@@ -100,6 +116,16 @@ def test_config_errors_name_the_key_and_what_is_allowed(tmp_path, capsys):
     bad.write_text("net: digits_cnn\ntrainable_scope: [x]\n")
     with pytest.raises(ConfigError, match="unknown key 'trainable_scope'.*did you mean trainable_scopes"):
         make_config(str(bad))
+    bad.write_text("learning_rate: 1e-3\nsteps: '5'\nphases: [{steps: 3, trainable_scopes: DigitsCNN/Logits}]\n")
+    config = make_config(str(bad))  # YAML 1.1 reads 1e-3 as a string; a scope string is one scope
+    assert config.learning_rate == 0.001 and config.steps == 5 and config.phases[0].trainable_scopes == ["DigitsCNN/Logits"]
+    for text, message in (("learning_rate: fast\n", "learning_rate must be a number"),
+                          ("augment: {crop: 2}\n", "unknown key 'crop' in augment"),
+                          ("lr_multipliers: [a]\n", "lr_multipliers must be a mapping")):
+        bad.write_text(text)
+        with pytest.raises(ConfigError, match=message):
+            make_config(str(bad))
+    assert make_config(net="resnet_v1_50").checkpoint is None  # another source takes nothing from the main job
     assert main(["finetune", "--optimizer", "adagrad", "--out", str(tmp_path / "r")]) == 2
     assert "choose one of sgd, momentum, adam, rmsprop" in capsys.readouterr().err
 
@@ -155,7 +181,8 @@ def test_resnet_with_4d_logits_builds_and_trains_only_its_classifier():
 def test_meta_source_with_a_grafted_head(tmp_path):
     meta = os.path.join(SOURCE, "model.ckpt-1500.meta")
     config = make_config(net=None, meta=meta, input="input:0", endpoint="DigitsCNN/global_pool:0", num_classes=2,
-                         checkpoint=SOURCE, steps=60, out=str(tmp_path / "meta_run"))
+                         checkpoint=SOURCE, steps=60, out=str(tmp_path / "meta_run"),
+                         train_data="digits-parity:train", val_data="digits-parity:val")
     result = run_finetune(config, progress=False)
     assert result.accuracy_after >= 0.9 and result.accuracy_after > result.accuracy_before
     diff = diff_checkpoints(SOURCE, result.checkpoint)
@@ -173,6 +200,7 @@ def test_frozen_source_with_an_unfrozen_layer(tmp_path):
     frozen.write_bytes(graph_def.SerializeToString())
     config = make_config(net=None, frozen=str(frozen), input="input:0", endpoint="DigitsCNN/global_pool:0",
                          num_classes=2, checkpoint=None, steps=60, out=str(tmp_path / "frozen_run"),
+                         train_data="digits-parity:train", val_data="digits-parity:val",
                          trainable_scopes=["finetune_head", "DigitsCNN/Conv2d_3/weights"])
     result = run_finetune(config, progress=False)
     assert result.accuracy_after >= 0.9

@@ -33,7 +33,7 @@ import yaml
 
 from tf1tune import data as data_lib
 from tf1tune.checkpoints import checkpoint_entries, resolve_checkpoint
-from tf1tune.errors import Tf1tuneError
+from tf1tune.errors import BadSourceError, Tf1tuneError
 from tf1tune.finetune_config import ConfigError, FinetuneConfig
 from tf1tune.graft import graft, unfreeze
 from tf1tune.loaders import load_frozen, load_meta
@@ -180,19 +180,62 @@ def _write_atomic(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _prepare_run_dir(config: FinetuneConfig, source_checkpoint: str | None) -> str:
-    run_dir = os.path.abspath(config.out)
-    if source_checkpoint and os.path.realpath(os.path.dirname(source_checkpoint)) == os.path.realpath(run_dir):
-        raise ConfigError(f"--out '{config.out}' is the source checkpoint's directory; "
-                          "choose another run directory (the source is never written to)")
+RUN_MARKERS = ("config.yaml", "metrics.json")  # files that say a directory is a tf1tune run
+
+
+def _source_paths(config: FinetuneConfig, checkpoint: str | None) -> list[str]:
+    paths = [p for p in (config.meta, config.frozen) if p]
+    if checkpoint:
+        paths.append(os.path.dirname(checkpoint) or ".")
+    for data in (config.train_data, config.val_data):
+        if data and os.path.exists(data):
+            paths.append(data)
+    return [os.path.realpath(p) for p in paths]
+
+
+def _check_run_dir(config: FinetuneConfig, checkpoint: str | None) -> str:
+    """The run directory's absolute path, after checking that a run may write (or replace) it.
+
+    The run directory may not be, or contain, any source (checkpoint, graph, data); an existing run needs
+    `--resume` or `--overwrite`, and `--overwrite` only ever deletes a directory that holds a tf1tune run.
+    """
+    if not config.out:
+        raise ConfigError("--out (the run directory) is required")
+    run_dir = os.path.realpath(config.out)
+    for source in _source_paths(config, checkpoint):
+        if os.path.commonpath([run_dir, source]) == run_dir:
+            raise ConfigError(f"--out '{config.out}' is or contains a source of this run ({source}); "
+                              "choose another run directory (sources are never written to)")
     has_run = os.path.isdir(run_dir) and tf.train.latest_checkpoint(run_dir) is not None
     if has_run and not (config.resume or config.overwrite):
         raise ConfigError(f"run directory '{config.out}' already holds a run; pass --resume to continue it "
                           "or --overwrite to start again")
+    if config.overwrite and os.path.isdir(run_dir) and os.listdir(run_dir) \
+            and not any(os.path.isfile(os.path.join(run_dir, m)) for m in RUN_MARKERS):
+        raise ConfigError(f"--overwrite refuses to delete '{config.out}': it is not a tf1tune run directory "
+                          f"(no {' or '.join(RUN_MARKERS)}); choose an empty or new --out")
+    return run_dir
+
+
+def _start_run_dir(config: FinetuneConfig, run_dir: str) -> None:
+    """Create the run directory; with `--overwrite` (checked by `_check_run_dir`) empty it first."""
     if config.overwrite and os.path.isdir(run_dir):
         shutil.rmtree(run_dir)
     os.makedirs(run_dir, exist_ok=True)
-    return run_dir
+
+
+def read_metrics(path: str) -> dict[str, Any]:
+    """A run's `metrics.json` ({} when absent); a damaged one is a one-line error."""
+    if not os.path.isfile(path):
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError) as e:
+        raise BadSourceError(f"'{path}' cannot be read ({e}); restore it or start the run again with --overwrite") from e
+    if not isinstance(data, dict):
+        raise BadSourceError(f"'{path}' does not hold a JSON object; restore it or start again with --overwrite")
+    return data
 
 
 def _load_data(config: FinetuneConfig, model: TaskModel, classes: int) -> tuple[data_lib.Dataset, data_lib.Dataset]:
@@ -287,9 +330,12 @@ def run_finetune(config: FinetuneConfig, progress: bool = True) -> FinetuneResul
     model = build_task_model(config)
     if model.checkpoint is None and not config.frozen:
         raise ConfigError("a checkpoint to fine-tune from is required (--checkpoint); none was found next to the source")
+    if not config.train_data:
+        raise ConfigError("--train-data is required (class folders, .npz, TFRecords or a named task)")
     classes = int(model.train_logits.shape[-1])
-    run_dir = _prepare_run_dir(config, model.checkpoint)
+    run_dir = _check_run_dir(config, model.checkpoint)
     train, val = _load_data(config, model, classes)
+    _start_run_dir(config, run_dir)
     phases = config.resolved_phases()
     training = build_training(model, config)
     graph, notes, trained = model.graph, training.notes, training.trained
@@ -309,7 +355,7 @@ def run_finetune(config: FinetuneConfig, progress: bool = True) -> FinetuneResul
         latest = tf.train.latest_checkpoint(run_dir)
         if config.resume and latest:
             saver.restore(sess, latest)
-            metrics = json.load(open(metrics_path)) if os.path.isfile(metrics_path) else {}
+            metrics = read_metrics(metrics_path)
         else:
             if model.checkpoint:
                 restore(sess, restore_list, model.checkpoint)

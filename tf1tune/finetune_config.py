@@ -2,10 +2,11 @@
 
 Keys are named as users know them from tf-slim's `train_image_classifier.py` (`--trainable-scopes`,
 `--exclude-scopes`, ...), with dashes on the command line and underscores in YAML (both are accepted in
-YAML). Flags override the file; the file overrides the defaults. The defaults are the project's main job:
-fine-tune the shipped `checkpoints/digits_cnn` (10 digit classes) for the 2-class task "is the digit odd",
-training the new classifier only (`configs/digits_parity.yaml` adds a second phase that also trains the
-last conv block at a tenth of the learning rate).
+YAML). Flags override the file; the file overrides the defaults. When no source (net, meta, frozen) is
+given, the defaults are the project's main job (`MAIN_JOB`): fine-tune the shipped `checkpoints/digits_cnn`
+(10 digit classes) for the 2-class task "is the digit odd", training the new classifier only
+(`configs/digits_parity.yaml` adds a second phase that also trains the last conv block at a tenth of the
+learning rate).
 """
 
 from __future__ import annotations
@@ -49,23 +50,23 @@ class Phase:
 class FinetuneConfig:
     """Everything a fine-tuning run needs; see README "Fine-tuning" for the meaning of each key."""
 
-    net: str | None = "digits_cnn"
+    net: str | None = None
     meta: str | None = None
     frozen: str | None = None
     input: str | None = None
-    checkpoint: str | None = "checkpoints/digits_cnn"
+    checkpoint: str | None = None
     endpoint: str | None = None
     head: str | None = None
     input_size: list[int] | None = None
-    num_classes: int | None = 2
+    num_classes: int | None = None
     exclude_scopes: list[str] = field(default_factory=list)
     trainable_scopes: list[str] = field(default_factory=list)
     lr_multipliers: dict[str, float] = field(default_factory=dict)
     regex_scopes: bool = False
     masks: dict[str, Any] = field(default_factory=dict)
     phases: list[Phase] = field(default_factory=list)
-    train_data: str = "digits-parity:train"
-    val_data: str | None = "digits-parity:val"
+    train_data: str | None = None
+    val_data: str | None = None
     val_fraction: float = 0.2
     steps: int = 200
     batch_size: int = 64
@@ -73,7 +74,7 @@ class FinetuneConfig:
     optimizer: str = "momentum"
     clip_norm: float | None = None
     augment: dict[str, Any] = field(default_factory=dict)
-    out: str = "runs/digits-parity"
+    out: str | None = None
     resume: bool = False
     overwrite: bool = False
     seed: int = 0
@@ -101,6 +102,39 @@ class FinetuneConfig:
 _FIELDS = {f.name: f for f in dataclasses.fields(FinetuneConfig)}
 _PHASE_FIELDS = {f.name for f in dataclasses.fields(Phase)}
 
+# The main job: used when no source (net, meta, frozen) is given anywhere. A run on another source states its own
+# checkpoint, data and run directory, so that nothing of the digits job slips into it.
+MAIN_JOB = {"net": "digits_cnn", "checkpoint": "checkpoints/digits_cnn", "num_classes": 2,
+            "train_data": "digits-parity:train", "val_data": "digits-parity:val", "out": "runs/digits-parity"}
+
+_FLOATS = {"learning_rate", "val_fraction", "clip_norm"}
+_INTS = {"steps", "batch_size", "num_classes", "seed", "checkpoint_every", "keep_checkpoints", "log_every"}
+_BOOLS = {"resume", "overwrite", "regex_scopes"}
+_MAPPINGS = {"lr_multipliers", "masks", "augment"}
+
+
+def _coerce(key: str, value: Any, where: str = "") -> Any:
+    """`value` as the type `key` takes (YAML reads `1e-3` as a string); a clear error when it is not one."""
+    if value is None:
+        return None
+    label = f"{where}{key}"
+    if key in _FLOATS:
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{label} must be a number, got {value!r}") from None
+    if key in _INTS:
+        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit())):
+            raise ConfigError(f"{label} must be a whole number, got {value!r}")
+        return int(value)
+    if key in _BOOLS and not isinstance(value, bool):
+        raise ConfigError(f"{label} must be true or false, got {value!r}")
+    if key in _MAPPINGS and not isinstance(value, dict):
+        raise ConfigError(f"{label} must be a mapping (key: value), got {value!r}")
+    return value
+
 
 def _bad_key(key: str, allowed: list[str], where: str) -> ConfigError:
     near = closest(key, allowed, n=3)
@@ -117,6 +151,9 @@ def _phase(raw: Any, index: int) -> Phase:
             raise _bad_key(key, sorted(_PHASE_FIELDS), f"phases[{index}]")
     if "steps" not in clean:
         raise ConfigError(f"phases[{index}] needs 'steps'")
+    clean = {k: _coerce(k, v, f"phases[{index}].") for k, v in clean.items()}
+    if "trainable_scopes" in clean:
+        clean["trainable_scopes"] = _as_list(clean["trainable_scopes"])
     return Phase(**clean)
 
 
@@ -155,12 +192,9 @@ def make_config(file: str | os.PathLike[str] | None = None, **overrides: Any) ->
             raise _bad_key(key, sorted(_FIELDS), "the arguments")
         if value is not None:
             values[key] = value
-    sources = [k for k in ("net", "meta", "frozen") if values.get(k)]
-    if sources:  # a source given anywhere replaces the default source
-        for k in ("net", "meta", "frozen"):
-            values.setdefault(k, None)
-        if "net" not in sources:
-            values["net"] = None
+    if not any(values.get(k) for k in ("net", "meta", "frozen")):
+        values = {**MAIN_JOB, **values}
+    values = {k: _coerce(k, v) for k, v in values.items()}
     for key in ("exclude_scopes", "trainable_scopes", "histograms"):
         if key in values:
             values[key] = _as_list(values[key])
@@ -204,5 +238,14 @@ def validate(config: FinetuneConfig) -> None:
         for scope, m in phase.lr_multipliers.items():
             if not isinstance(m, (int, float)) or m < 0:
                 raise ConfigError(f"lr multiplier of '{scope}' must be a number >= 0 (0 freezes), got {m!r}")
+    from tf1tune.data import Augment
+
+    allowed = [f.name for f in dataclasses.fields(Augment)]
+    for key in config.augment:
+        if key not in allowed:
+            raise _bad_key(str(key), allowed, "augment")
+    for scope, m in config.lr_multipliers.items():
+        if isinstance(m, bool) or not isinstance(m, (int, float)) or m < 0:
+            raise ConfigError(f"lr multiplier of '{scope}' must be a number >= 0 (0 freezes), got {m!r}")
     if config.resume and config.overwrite:
         raise ConfigError("--resume and --overwrite exclude each other: resume continues the run, overwrite deletes it")

@@ -11,11 +11,12 @@
 from __future__ import annotations
 
 import glob
+import inspect
 import os
 from typing import Any
 
 from tf1tune.checkpoints import _strip_file_suffix, resolve_checkpoint
-from tf1tune.errors import SourceNotFoundError
+from tf1tune.errors import SourceNotFoundError, Tf1tuneError
 from tf1tune.handle import ModelHandle
 from tf1tune.loaders.frozen import load_frozen
 from tf1tune.loaders.meta import load_meta
@@ -68,6 +69,19 @@ def detect_kind(source: str | os.PathLike[str]) -> str:
                               "checkpoint prefix or slim:NAME)")
 
 
+_LOADERS = {"slim": load_slim, "saved_model": load_saved_model, "meta": load_meta, "frozen": load_frozen,
+            "checkpoint": load_meta}
+
+
+def _check_options(kind: str, options: dict[str, Any]) -> None:
+    """Options that the loader of `kind` does not take are a one-line error naming the ones it does."""
+    allowed = [p for p in inspect.signature(_LOADERS[kind]).parameters][1:]
+    unknown = [k for k in options if k not in allowed]
+    if unknown:
+        raise Tf1tuneError(f"option {', '.join(repr(k) for k in unknown)} does not apply to a {kind} source; "
+                           f"its options are: {', '.join(allowed) or 'none'}")
+
+
 def load(source: str | os.PathLike[str], **options: Any) -> ModelHandle:
     """Load any source with the loader its kind calls for (see the module table).
 
@@ -78,6 +92,7 @@ def load(source: str | os.PathLike[str], **options: Any) -> ModelHandle:
     """
     text = os.fspath(source)
     kind = detect_kind(text)
+    _check_options(kind, options)
     if kind == "slim":
         return load_slim(text[len(SLIM_PREFIX):], **options)
     if kind == "saved_model":

@@ -42,5 +42,12 @@ def build_net(
         raise Tf1tuneError(f"num_classes must be a positive integer or None, got {num_classes}")
     scope: Any = slim.arg_scope(config.arg_scope()) if config.arg_scope else contextlib.nullcontext()
     with scope:
-        output, end_points = config.builder(inputs, num_classes=num_classes, is_training=is_training)
+        try:
+            output, end_points = config.builder(inputs, num_classes=num_classes, is_training=is_training)
+        except ValueError as e:  # shape errors from a too small input (negative dimension sizes, ...)
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise Tf1tuneError(
+                f"net '{name}' cannot be built on inputs of shape {inputs.shape.as_list()} ({first}); "
+                f"use an input size closer to its default {config.input_size[0]}x{config.input_size[1]}"
+            ) from e
     return output, dict(end_points)
