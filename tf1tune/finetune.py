@@ -22,7 +22,6 @@ import math
 import os
 import shutil
 import sys
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +31,7 @@ import tensorflow as tf
 import yaml
 
 from tf1tune import data as data_lib
+from tf1tune._fs import write_atomic
 from tf1tune.checkpoints import checkpoint_entries, resolve_checkpoint
 from tf1tune.errors import BadSourceError, Tf1tuneError
 from tf1tune.finetune_config import ConfigError, FinetuneConfig
@@ -171,13 +171,6 @@ def _accuracy(sess: tf.compat.v1.Session, model: TaskModel, dataset: data_lib.Da
         logits = sess.run(model.eval_logits, {model.images: x})
         correct += int(np.sum(np.argmax(logits, axis=1) == y))
     return correct / max(len(dataset), 1)
-
-
-def _write_atomic(path: str, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 RUN_MARKERS = ("config.yaml", "metrics.json")  # files that say a directory is a tf1tune run
@@ -364,8 +357,8 @@ def run_finetune(config: FinetuneConfig, progress: bool = True) -> FinetuneResul
             for t in train_ops:
                 t.capture_snapshots(sess)
             metrics = {"accuracy_before": _accuracy(sess, model, val, config.batch_size)}
-            _write_atomic(os.path.join(run_dir, "config.yaml"), yaml.safe_dump(config.to_dict(), sort_keys=False))
-            _write_atomic(metrics_path, json.dumps(metrics, indent=2))  # a resumed run keeps the "before" figure
+            write_atomic(os.path.join(run_dir, "config.yaml"), yaml.safe_dump(config.to_dict(), sort_keys=False))
+            write_atomic(metrics_path, json.dumps(metrics, indent=2))  # a resumed run keeps the "before" figure
         start = int(sess.run(global_step))
         stream = data_lib.BatchStream(train, config.batch_size, seed=config.seed,
                                       augment=data_lib.Augment(**config.augment) if config.augment else None)
@@ -384,7 +377,7 @@ def run_finetune(config: FinetuneConfig, progress: bool = True) -> FinetuneResul
                        for p in phases],
         })
         writer.close()
-    _write_atomic(metrics_path, json.dumps(metrics, indent=2))
+    write_atomic(metrics_path, json.dumps(metrics, indent=2))
     return FinetuneResult(run_dir=run_dir, checkpoint=final, steps=total_steps,
                           accuracy_before=metrics["accuracy_before"], accuracy_after=metrics["accuracy_after"],
                           trained_params=trained_params, frozen_params=frozen_params, metrics=metrics)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-import tempfile
 
 from tensorflow.core.framework import graph_pb2
 
+from tf1tune._fs import write_atomic
 from tf1tune.errors import ExportError
 
 
@@ -45,16 +45,7 @@ def write_graph_def(graph_def: graph_pb2.GraphDef, path: str | os.PathLike[str])
     if graph_def.ByteSize() >= 2**31:
         raise ExportError(f"the frozen graph is {graph_def.ByteSize() / 2**30:.1f} GB, over protobuf's 2 GB limit; "
                           "export a SavedModel instead")
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(graph_def.SerializeToString())
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return target
+    return write_atomic(target, graph_def.SerializeToString())
 
 
 def read_graph_def(path: str | os.PathLike[str]) -> graph_pb2.GraphDef:

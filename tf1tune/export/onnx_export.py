@@ -8,14 +8,13 @@ atomically. ONNX input and output names are the TensorFlow tensor names (`input:
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 from tensorflow.core.framework import graph_pb2
 
 from tf1tune.errors import EnvironmentProblem, ExportError
-from tf1tune.export._io import tensor_name
+from tf1tune.export._io import tensor_name, write_atomic
 from tf1tune.export.verify import Verification, compare, random_feeds, run_graph_def
 
 
@@ -73,14 +72,6 @@ def export_onnx(
     folder = os.path.dirname(target)
     if not os.path.isdir(folder):
         raise ExportError(f"cannot write '{os.fspath(path)}': directory '{folder}' does not exist; create it first")
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    write_atomic(target, blob)
     n = len(next(iter(data.values()))) if data and np.ndim(next(iter(data.values()))) else 1
     return Verification(max_abs, max_rel, n, rtol, atol)
