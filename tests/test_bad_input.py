@@ -15,6 +15,8 @@ import tf1tune
 from tf1tune.cli import main
 from tf1tune.loaders._graph_import import GraphRepairWarning
 
+DIGITS = os.path.join(os.path.dirname(__file__), "..", "checkpoints", "digits_cnn")
+
 
 def _cli_error(capsys, *argv: str) -> str:
     code = main(list(argv))
@@ -110,3 +112,16 @@ def test_options_that_do_not_apply_and_impossible_input_sizes(capsys, tiny):
         tf1tune.load(tiny.frozen_binary, checkpoint=tiny.ckpt_v2)
     assert "cannot be built on inputs of shape [None, 0, 0, 1]" in _cli_error(
         capsys, "inspect", "slim:digits_cnn", "--input-size", "0", "0")
+
+
+def test_truncated_checkpoint_data_is_one_line_error(capsys, tmp_path):
+    bad = str(tmp_path / "bad")
+    shutil.copytree(DIGITS, bad)
+    with open(os.path.join(bad, "model.ckpt-1500.data-00000-of-00001"), "r+b") as f:
+        f.truncate(1000)
+    message = _cli_error(capsys, "freeze", bad, "--inputs", "input", "--outputs", "DigitsCNN/Predictions/Softmax",
+                         "--out", str(tmp_path / "x.pb"))
+    assert "cannot be read" in message and "the data file may be truncated" in message
+    assert not (tmp_path / "x.pb").exists()
+    message = _cli_error(capsys, "diff", bad, DIGITS)
+    assert "cannot be read" in message and "the data file may be truncated" in message

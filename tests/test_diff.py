@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import glob
 import json
+import os
+import shutil
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tf1tune.cli import main
 from tf1tune.diff import diff_checkpoints
+from tf1tune.errors import BadSourceError
+
+DIGITS = os.path.join(os.path.dirname(__file__), "..", "checkpoints", "digits_cnn")
 
 
 def _save(prefix: str, values: dict[str, np.ndarray]) -> str:
@@ -46,3 +53,21 @@ def test_tiny_float_changes_and_signed_zero_are_seen(tmp_path):
 def test_same_checkpoint_is_all_unchanged(tmp_path):
     a = _save(str(tmp_path / "a"), {"v": np.ones(4, np.float32)})
     assert diff_checkpoints(a, a).changed == {}
+
+
+def _truncated_digits(tmp_path) -> str:
+    """A copy of checkpoints/digits_cnn whose data file is cut to 1000 bytes."""
+    bad = str(tmp_path / "bad")
+    shutil.copytree(DIGITS, bad)
+    with open(glob.glob(os.path.join(bad, "*.data-00000-of-00001"))[0], "r+b") as f:
+        f.truncate(1000)
+    return bad
+
+
+def test_truncated_data_file_is_one_line_error(tmp_path, capsys):
+    bad = _truncated_digits(tmp_path)
+    with pytest.raises(BadSourceError, match=r"cannot be read \(.*\): the data file may be truncated"):
+        diff_checkpoints(bad, DIGITS)
+    assert main(["diff", bad, DIGITS]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("tf1tune: error: checkpoint ") and "truncated" in err[0], err

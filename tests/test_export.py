@@ -332,3 +332,42 @@ def test_optimize_names_a_bad_input(tiny):
     frozen = freeze_model(tf1tune.load(tiny.meta), ["probs"], ["x"])
     with pytest.raises(tf1tune.ExportError, match=r"input\(s\) hidden_out are not placeholders"):
         optimize(frozen.graph_def, ["hidden_out"], ["probs"])
+
+
+def test_outputs_never_overwrite_source_files(tmp_path, capsys, tiny):
+    """--out / --onnx naming a data shard, the state file, the .index or a SavedModel's files is refused."""
+    import shutil
+
+    source = str(tmp_path / "src")
+    shutil.copytree(DIGITS, source)
+    before = _hashes(source)
+    freeze = ["freeze", source, "--inputs", "input", "--outputs", SOFTMAX]
+    for flag, name in [("--out", "model.ckpt-1500.data-00000-of-00001"), ("--out", "checkpoint"),
+                       ("--out", "model.ckpt-1500.meta"), ("--onnx", "model.ckpt-1500.index")]:
+        extra = ["--out", str(tmp_path / "x.pb")] if flag == "--onnx" else []
+        code, _, err = _cli(capsys, *freeze, *extra, flag, os.path.join(source, name))
+        assert code == 2 and err.count("\n") == 1, err
+        assert err.startswith(f"tf1tune: error: {flag} '") and "is a file of the source" in err
+    assert _hashes(source) == before and not (tmp_path / "x.pb").exists()
+
+    saved = str(tmp_path / "sm")
+    export_saved_model(tf1tune.load(tiny.meta), ["x"], ["probs"], saved)
+    saved_before = _hashes(saved, os.path.join(saved, "variables"))
+    code, _, err = _cli(capsys, "freeze", saved, "--outputs", "probs", "--out", os.path.join(saved, "saved_model.pb"))
+    assert code == 2 and "is a file of the source" in err
+    code, _, err = _cli(capsys, "export-savedmodel", saved, "--outputs", "probs",
+                        "--out", os.path.join(saved, "variables", "again"))
+    assert code == 2 and "is inside the source SavedModel" in err
+    assert _hashes(saved, os.path.join(saved, "variables")) == saved_before
+
+
+def test_freeze_refuses_an_existing_out_without_overwrite(tmp_path, capsys):
+    out = tmp_path / "digits.pb"
+    out.write_bytes(b"keep me")
+    argv = ["freeze", DIGITS, "--inputs", "input", "--outputs", SOFTMAX, "--out", str(out)]
+    code, _, err = _cli(capsys, *argv)
+    assert code == 2 and err.strip() == f"tf1tune: error: --out '{out}' exists; choose another --out or pass --overwrite"
+    assert out.read_bytes() == b"keep me"
+    code, stdout, _ = _cli(capsys, *argv, "--overwrite")
+    assert code == 0 and "wrote" in stdout
+    assert len(read_graph_def(str(out)).node) > 0

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -12,7 +14,7 @@ import tensorflow as tf
 import tf1tune
 from tf1tune.checkpoints import checkpoint_values
 from tf1tune.cli import main
-from tf1tune.errors import CheckpointMismatchError
+from tf1tune.errors import BadSourceError, CheckpointMismatchError
 from tf1tune.restore import RestoreWarning, plan_restore, restore
 from tf1tune.selection import rename_map, select
 
@@ -76,7 +78,8 @@ def test_shape_mismatch_raises_once_listing_all_and_loads_nothing(ckpt10):
         with pytest.raises(CheckpointMismatchError,
                            match=r"2 variables do not fit checkpoint .*shape mismatch: DigitsCNN/Logits/Conv2d_1x1/weights "
                                  r"graph \[1, 1, 64, 5\] vs checkpoint \[1, 1, 64, 10\], DigitsCNN/Logits/Conv2d_1x1/biases "
-                                 r"graph \[5\] vs checkpoint \[10\]; leave them out with exclude_scopes=.*on_mismatch='skip'"):
+                                 r"graph \[5\] vs checkpoint \[10\]; exclude them with exclude_scopes / --exclude-scopes "
+                                 r"\(DigitsCNN/Logits/Conv2d_1x1\), or skip them with on_mismatch='skip'"):
             restore(sess, None, prefix)
         assert len(_uninitialized(sess)) == 17  # raised before loading anything
 
@@ -219,3 +222,36 @@ def test_shipped_checkpoint_optimizer_state_only_on_request():
             slot = _value(sess, "DigitsCNN/Conv2d_1/weights/Momentum")
             assert (slot.tobytes() == values["DigitsCNN/Conv2d_1/weights/Momentum"].tobytes()) is keep
             assert _uninitialized(sess) == []
+
+
+def _truncated_digits(tmp_path) -> str:
+    """A copy of checkpoints/digits_cnn whose data file is cut to 1000 bytes."""
+    bad = str(tmp_path / "bad")
+    shutil.copytree(DIGITS_CKPT, bad)
+    with open(glob.glob(os.path.join(bad, "*.data-00000-of-00001"))[0], "r+b") as f:
+        f.truncate(1000)
+    return bad
+
+
+def test_truncated_data_file_raises_bad_source(tmp_path):
+    bad = _truncated_digits(tmp_path)
+    with pytest.raises(BadSourceError, match=r"checkpoint '.*' cannot be read \(.*\): the data file may be truncated"):
+        tf1tune.load(bad).session()
+    with tf.Graph().as_default() as graph, tf.compat.v1.Session(graph=graph) as sess:
+        _build_digits(10)
+        with pytest.raises(BadSourceError, match="the data file may be truncated"):
+            restore(sess, None, bad)
+
+
+def test_mismatch_message_names_at_most_eight_variables(ckpt10):
+    prefix, _ = ckpt10
+    with tf.Graph().as_default() as graph, tf.compat.v1.Session(graph=graph) as sess:
+        _build_digits(10, scope="other")
+        with pytest.raises(CheckpointMismatchError) as info:
+            restore(sess, None, prefix)
+    message = str(info.value)
+    count = len(graph.get_collection(tf.compat.v1.GraphKeys.GLOBAL_VARIABLES))
+    assert count > 16
+    assert "missing: " in message and f"and {count - 8} more;" in message
+    assert message.count("other/") <= 16  # 8 variables and at most 8 scopes
+    assert "exclude them with exclude_scopes / --exclude-scopes" in message and "on_mismatch='skip'" in message

@@ -236,3 +236,54 @@ def test_state_file_and_writing_next_to_the_source(tmp_path):
     assert {k: after[k] for k in before} == before
     with pytest.raises(SurgeryError, match="--map other=z matches only entries that are dropped"):
         rename_checkpoint(src, str(tmp_path / "n" / "m"), {"other": "z"}, drop=["other"])
+
+
+def test_drop_optimizer_state_agrees_with_select(tmp_path, capsys):
+    """Adagrad slots, numbered slots and train_op's frozen snapshots are optimizer state for surgery and select."""
+    values = {"w": np.float32([1, 2]), "w/Adagrad": np.float32([3, 4]), "w/Momentum_1": np.float32([5, 6]),
+              "w/Adam_2": np.float32([7, 8]), "w/frozen_snapshot": np.float32([9, 10]), "b/weights": np.float32([0])}
+    src = _write(str(tmp_path / "src" / "m"), values)
+    out = str(tmp_path / "out" / "m")
+    assert main(["rename", src, "--drop-optimizer-state", "--out", out]) == 0
+    assert "dropped 4 optimizer slots" in capsys.readouterr().out
+    _assert_bit_identical(checkpoint_values(out), {"w": values["w"], "b/weights": values["b/weights"]})
+    from tf1tune.selection import is_optimizer_state_name
+
+    assert [n for n in values if is_optimizer_state_name(n)] == ["w/Adagrad", "w/Momentum_1", "w/Adam_2",
+                                                                 "w/frozen_snapshot"]
+
+
+def test_overwrite_moves_new_files_in_before_deleting_stale_shards(tmp_path, monkeypatch):
+    """An old checkpoint with more data shards is replaced: data first, .index last, stale shards deleted after."""
+    import tf1tune.surgery as surgery
+
+    src = _write(str(tmp_path / "src" / "m"), {"net/w": np.float32([1, 2])})
+    out = str(tmp_path / "out" / "m")
+    convert_checkpoint(src, out)
+    os.replace(out + ".data-00000-of-00001", out + ".data-00000-of-00002")  # pretend an old 2-shard checkpoint
+    with open(out + ".data-00001-of-00002", "wb") as f:
+        f.write(b"old shard")
+    events: list[tuple[str, str]] = []
+    real_replace, real_remove = os.replace, os.remove
+    monkeypatch.setattr(surgery.os, "replace", lambda a, b: (events.append(("replace", os.path.basename(b))),
+                                                              real_replace(a, b))[-1])
+    monkeypatch.setattr(surgery.os, "remove", lambda p: (events.append(("remove", os.path.basename(p))),
+                                                          real_remove(p))[-1])
+    rename_checkpoint(src, out, {"net": "body"}, overwrite=True)
+    moves = [e for e in events if e[1] != "checkpoint"]
+    assert moves == [("replace", "m.data-00000-of-00001"), ("replace", "m.index"),
+                     ("remove", "m.data-00000-of-00002"), ("remove", "m.data-00001-of-00002")]
+    assert sorted(f for f in os.listdir(tmp_path / "out") if f.startswith("m.")) == ["m.data-00000-of-00001",
+                                                                                     "m.index"]
+    _assert_bit_identical(checkpoint_values(out), {"body/w": np.float32([1, 2])})
+
+
+def test_truncated_source_is_a_bad_source_not_an_internal_error(tmp_path):
+    from tf1tune.errors import BadSourceError
+
+    src = _write(str(tmp_path / "src" / "m"), {"net/w": np.arange(4096, dtype=np.float32)})
+    with open(src + ".data-00000-of-00001", "r+b") as f:
+        f.truncate(1000)
+    with pytest.raises(BadSourceError, match=r"checkpoint '.*m' cannot be read \(.*\): the data file may be truncated"):
+        convert_checkpoint(src, str(tmp_path / "out" / "m"))
+    assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")

@@ -199,4 +199,88 @@ def checkpoint_entries(prefix: str) -> list[CheckpointEntry]:
 def checkpoint_values(prefix: str) -> dict[str, np.ndarray]:
     """Every tensor in the checkpoint as a numpy array (for tests and small checkpoints)."""
     reader = read_checkpoint(prefix)
-    return {n: reader.get_tensor(n) for n in reader.get_variable_to_shape_map()}
+    return {n: read_tensor(reader, n, prefix) for n in reader.get_variable_to_shape_map()}
+
+
+_NOISE = ("Graph execution error", "Detected at node", "Node:", "[[", "File ", "Original stack trace")
+
+
+def _unreadable(prefix: str, e: BaseException) -> BadSourceError:
+    """The one-line error for a checkpoint whose values cannot be read; keeps the first telling line of `e`."""
+    text = getattr(e, "message", None) or str(e)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    telling = [line for line in lines if not line.startswith(_NOISE)]
+    first = (telling or lines or [type(e).__name__])[0]
+    if len(first) > 200:
+        first = first[:200] + "..."
+    return BadSourceError(
+        f"checkpoint '{prefix}' cannot be read ({type(e).__name__}: {first}): the data file may be truncated; "
+        "copy the checkpoint's .index and .data-* files again from where they came from"
+    )
+
+
+def read_tensor(reader: tf.train.CheckpointReader, name: str, prefix: str) -> np.ndarray:
+    """The value of entry `name`, read with `reader` (from `read_checkpoint(prefix)`).
+
+    Args:
+        reader: A reader of the checkpoint.
+        name: An entry name of the checkpoint.
+        prefix: The checkpoint prefix, for the error message.
+
+    Returns:
+        The entry's value.
+
+    Raises:
+        BadSourceError: The value cannot be read (a truncated or corrupt data file).
+    """
+    try:
+        return reader.get_tensor(name)
+    except (tf.errors.OpError, IndexError, ValueError) as e:
+        raise _unreadable(prefix, e) from e
+
+
+def saver_restore(saver: tf.compat.v1.train.Saver, sess: tf.compat.v1.Session, prefix: str) -> None:
+    """`saver.restore(sess, prefix)` in `sess.graph`, with unreadable checkpoints raised as `BadSourceError`.
+
+    Args:
+        saver: A Saver built in `sess.graph`.
+        sess: The session to restore into.
+        prefix: A resolved checkpoint prefix.
+
+    Raises:
+        BadSourceError: The checkpoint's values cannot be read (a truncated or corrupt data file).
+    """
+    try:
+        with sess.graph.as_default():  # Saver.restore takes an eager code path outside a graph context
+            saver.restore(sess, prefix)
+    except (tf.errors.OpError, ValueError) as e:
+        raise _unreadable(prefix, e) from e
+
+
+def checkpoint_files(prefix: str) -> list[str]:
+    """Every file of the checkpoint at `prefix` that exists, sorted.
+
+    Covers the V2 `.index` and all `.data-*` shards, a V1 single file, all V1 shards (for `prefix` given as a
+    shard, as the `name-?????-of-NNNNN` pattern or as the bare name), and the `.meta` next to the checkpoint.
+
+    Args:
+        prefix: A checkpoint prefix in any form `resolve_checkpoint` returns (or one not yet written).
+
+    Returns:
+        Absolute-or-as-given paths of the files that exist (empty when there is no checkpoint at `prefix`).
+    """
+    prefix = os.fspath(prefix)
+    m = _SHARD.match(prefix)
+    if "-?????-of-" in prefix:
+        base = prefix.split("-?????-of-")[0]
+    elif m and os.path.isfile(prefix):
+        base = m.group("prefix")
+    else:
+        base = prefix
+    esc = glob.escape(base)
+    digits = "[0-9][0-9][0-9][0-9][0-9]"
+    files = set(glob.glob(f"{esc}.index") + glob.glob(f"{esc}.data-{digits}-of-{digits}")
+                + glob.glob(f"{esc}-{digits}-of-{digits}") + glob.glob(f"{esc}.meta"))
+    if os.path.isfile(base) and not base.endswith(_NOT_V1_SUFFIXES) and os.path.basename(base) != "checkpoint":
+        files.add(base)
+    return sorted(files)

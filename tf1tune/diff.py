@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from tf1tune.checkpoints import read_checkpoint, resolve_checkpoint
+from tf1tune.checkpoints import read_checkpoint, read_tensor, resolve_checkpoint
 
 
 @dataclass
@@ -58,13 +58,17 @@ def diff_checkpoints(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> Ch
 
     Values are compared bit for bit (NaN equals NaN when the bits agree); `max_abs` is computed in
     float64 for numeric tensors and is 0 for non-numeric ones that differ.
+
+    Raises:
+        SourceNotFoundError: No checkpoint at `a` or `b`.
+        BadSourceError: A checkpoint cannot be read (e.g. a truncated data file).
     """
     pa, pb = resolve_checkpoint(a), resolve_checkpoint(b)
     ra, rb = read_checkpoint(pa), read_checkpoint(pb)
     names_a, names_b = set(ra.get_variable_to_shape_map()), set(rb.get_variable_to_shape_map())
     result = CheckpointDiff(a=pa, b=pb, only_in_a=sorted(names_a - names_b), only_in_b=sorted(names_b - names_a))
     for name in sorted(names_a & names_b):
-        va, vb = np.asarray(ra.get_tensor(name)), np.asarray(rb.get_tensor(name))
+        va, vb = np.asarray(read_tensor(ra, name, pa)), np.asarray(read_tensor(rb, name, pb))
         if va.shape != vb.shape or va.dtype != vb.dtype:
             result.shape_changed[name] = {"a": list(va.shape), "b": list(vb.shape)}
             result.changed[name] = {"count": int(max(va.size, vb.size)), "max_abs": float("inf")}

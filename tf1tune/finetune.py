@@ -32,7 +32,7 @@ import yaml
 
 from tf1tune import data as data_lib
 from tf1tune._fs import write_atomic
-from tf1tune.checkpoints import checkpoint_entries, resolve_checkpoint
+from tf1tune.checkpoints import checkpoint_entries, resolve_checkpoint, saver_restore
 from tf1tune.errors import BadSourceError, Tf1tuneError
 from tf1tune.finetune_config import ConfigError, FinetuneConfig
 from tf1tune.graft import graft, unfreeze
@@ -347,7 +347,7 @@ def run_finetune(config: FinetuneConfig, progress: bool = True) -> FinetuneResul
         writer = tf.compat.v1.summary.FileWriter(os.path.join(run_dir, "events"), graph=None)
         latest = tf.train.latest_checkpoint(run_dir)
         if config.resume and latest:
-            saver.restore(sess, latest)
+            saver_restore(saver, sess, latest)
             metrics = read_metrics(metrics_path)
         else:
             if model.checkpoint:

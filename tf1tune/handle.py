@@ -117,13 +117,22 @@ class ModelHandle:
         did not cover are initialised from their initializers (never the other way round, so no
         restored value is overwritten). Those variables are listed in `self.initialized_fresh`.
         The caller closes the session (`with handle.session() as sess:`).
+
+        Raises:
+            BadSourceError: The checkpoint cannot be read (e.g. a truncated data file); the session is closed.
         """
+        from tf1tune.checkpoints import saver_restore
+
         sess = tf.compat.v1.Session(graph=self.graph)
         if restore and self.variables:
-            with self.graph.as_default():  # Saver.restore takes the eager path outside a graph context
+            try:
                 if self.saver is not None and self.checkpoint:
-                    self.saver.restore(sess, self.checkpoint)
-                self.initialized_fresh = initialize_uninitialized(sess, self.variables)
+                    saver_restore(self.saver, sess, self.checkpoint)
+                with self.graph.as_default():
+                    self.initialized_fresh = initialize_uninitialized(sess, self.variables)
+            except BaseException:
+                sess.close()
+                raise
         return sess
 
     initialized_fresh: list[str] = field(default_factory=list)

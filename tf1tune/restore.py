@@ -27,7 +27,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from tf1tune.checkpoints import checkpoint_entries, resolve_checkpoint
+from tf1tune.checkpoints import checkpoint_entries, resolve_checkpoint, saver_restore
 from tf1tune.errors import CheckpointMismatchError, Tf1tuneError
 from tf1tune.handle import initialize_uninitialized
 from tf1tune.selection import without_optimizer_state
@@ -35,6 +35,7 @@ from tf1tune.selection import without_optimizer_state
 __all__ = ["RestorePlan", "RestoreWarning", "plan_restore", "restore"]
 
 Variables = Sequence[tf.Variable] | Mapping[str, tf.Variable]
+_SHOWN = 8  # names per list in one-line error messages
 
 
 class RestoreWarning(UserWarning):
@@ -94,18 +95,21 @@ class RestorePlan:
         }
 
     def describe_problems(self) -> str:
-        """The problems on one line: `missing: a, b; shape mismatch: w graph [8, 5] vs checkpoint [8, 10]`."""
+        """The problems on one line: `missing: a, b; shape mismatch: w graph [8, 5] vs checkpoint [8, 10]`.
+
+        Each list names its first few variables and counts the rest (`... and 127 more`); `format()` lists all.
+        """
         parts = []
         if self.missing:
-            parts.append("missing: " + ", ".join(self.missing))
+            parts.append("missing: " + _capped(self.missing))
         if self.shape_mismatch:
-            parts.append("shape mismatch: " + ", ".join(
-                f"{m['name']} graph {m['graph_shape']} vs checkpoint {m['checkpoint_shape']}"
-                for m in self.shape_mismatch))
+            parts.append("shape mismatch: " + _capped(
+                [f"{m['name']} graph {m['graph_shape']} vs checkpoint {m['checkpoint_shape']}"
+                 for m in self.shape_mismatch]))
         if self.dtype_mismatch:
-            parts.append("dtype mismatch: " + ", ".join(
-                f"{m['name']} graph {m['graph_dtype']} vs checkpoint {m['checkpoint_dtype']}"
-                for m in self.dtype_mismatch))
+            parts.append("dtype mismatch: " + _capped(
+                [f"{m['name']} graph {m['graph_dtype']} vs checkpoint {m['checkpoint_dtype']}"
+                 for m in self.dtype_mismatch]))
         return "; ".join(parts)
 
     def format(self) -> str:
@@ -124,6 +128,12 @@ class RestorePlan:
         lines.append(f"  unused checkpoint entries ({len(self.unused)}):")
         lines += [f"    {n}" for n in self.unused]
         return "\n".join(lines)
+
+
+def _capped(items: Sequence[str], n: int = _SHOWN) -> str:
+    """The first `n` items joined, then `and K more`."""
+    items = list(items)
+    return ", ".join(items[:n]) + (f" and {len(items) - n} more" if len(items) > n else "")
 
 
 def _as_var_map(variables: Variables) -> dict[str, tf.Variable]:
@@ -180,8 +190,10 @@ def plan_restore(variables: Variables, checkpoint: str | os.PathLike[str]) -> Re
 
 
 def _exclude_hint(plan: RestorePlan) -> str:
+    """How to leave the misfits out, for Python and the CLI: their scopes (capped) and the two options."""
     scopes = sorted({n.rsplit("/", 1)[0] if "/" in n else n for n in plan.problems})
-    return f"exclude_scopes={scopes!r}"
+    return (f"exclude them with exclude_scopes / --exclude-scopes ({_capped(scopes)}), "
+            "or skip them with on_mismatch='skip'")
 
 
 def restore(
@@ -211,7 +223,8 @@ def restore(
         The plan; `plan.initialized` lists the variables initialised fresh.
 
     Raises:
-        CheckpointMismatchError: `on_mismatch="error"` and some variables do not fit (all are listed).
+        CheckpointMismatchError: `on_mismatch="error"` and some variables do not fit (counted, the first named).
+        BadSourceError: The checkpoint cannot be read (e.g. a truncated data file).
         Tf1tuneError: `on_mismatch` is not `"error"` or `"skip"`.
 
     Example:
@@ -232,14 +245,13 @@ def restore(
         what = f"{subject} not fit checkpoint '{plan.checkpoint}'"
         if on_mismatch == "error":
             raise CheckpointMismatchError(
-                f"{what}: {plan.describe_problems()}; leave them out with {_exclude_hint(plan)} "
-                "or pass on_mismatch='skip' to restore the rest"
+                f"{what}: {plan.describe_problems()}; {_exclude_hint(plan)} to restore the rest"
             )
         warnings.warn(f"{what}, not restored: {plan.describe_problems()}", RestoreWarning, stacklevel=2)
     with graph.as_default():  # Saver.restore takes an eager code path outside a graph context
         if plan.var_list:
             saver = tf.compat.v1.train.Saver(var_list=plan.var_list, name="tf1tune_restore")
-            saver.restore(sess, plan.checkpoint)
+            saver_restore(saver, sess, plan.checkpoint)
         if initialize:
             plan.initialized = initialize_uninitialized(
                 sess, graph.get_collection(tf.compat.v1.GraphKeys.GLOBAL_VARIABLES))

@@ -28,8 +28,8 @@ import tensorflow as tf
 from tf1tune.errors import SelectionError
 from tf1tune.names import closest
 
-__all__ = ["exclude", "include", "is_optimizer_state", "rename_map", "scope_matches", "select", "trainable_only",
-           "upstream_of", "without_optimizer_state"]
+__all__ = ["exclude", "include", "is_optimizer_state", "is_optimizer_state_name", "rename_map", "scope_matches",
+           "select", "trainable_only", "upstream_of", "without_optimizer_state"]
 
 # Op types that hold a variable's value: ref variables, resource variables.
 _VARIABLE_OP_TYPES = frozenset({"VariableV2", "Variable", "VarHandleOp"})
@@ -220,14 +220,30 @@ def upstream_of(variables: Sequence[tf.Variable], tensors: Tensors, graph: tf.Gr
     return chosen
 
 
+def is_optimizer_state_name(name: str) -> bool:
+    """True when a variable or checkpoint entry name is training state rather than a model weight.
+
+    Optimizer slots (`.../Momentum`, `.../Adam`, `.../Adam_1`, `.../RMSProp`, `.../Adagrad`, `.../Ftrl`,
+    `.../ExponentialMovingAverage`, ..., with an optional `_N`), Adam's `beta1_power`/`beta2_power`,
+    `global_step` and the `frozen_snapshot` variables of element-wise frozen entries.
+
+    Args:
+        name: An op or checkpoint entry name (no `:0`).
+
+    Returns:
+        Whether the name is optimizer state.
+    """
+    return bool(_SLOT.search(name) or _OPTIMIZER_VARIABLES.search(name))
+
+
 def is_optimizer_state(variable: tf.Variable) -> bool:
     """True for optimizer slots, Adam's `beta1_power`/`beta2_power` and the global step.
 
-    The global step is recognised by its name (`global_step`) or by being in the graph's
-    `GLOBAL_STEP` collection.
+    Names are judged by `is_optimizer_state_name`; the global step is also recognised by being in the
+    graph's `GLOBAL_STEP` collection.
     """
     name = _name(variable)
-    if _SLOT.search(name) or _OPTIMIZER_VARIABLES.search(name):
+    if is_optimizer_state_name(name):
         return True
     return any(_name(v) == name for v in variable.graph.get_collection(tf.compat.v1.GraphKeys.GLOBAL_STEP))
 

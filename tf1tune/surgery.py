@@ -15,7 +15,6 @@ Scopes match at `/` boundaries: `logits` matches `logits` and `logits/w`, not `l
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
 import tempfile
@@ -26,11 +25,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import tensorflow as tf
 
-from tf1tune.checkpoints import read_checkpoint, resolve_checkpoint
+from tf1tune.checkpoints import checkpoint_files, read_checkpoint, read_tensor, resolve_checkpoint
 from tf1tune.errors import SurgeryError
+from tf1tune.selection import is_optimizer_state_name, scope_matches
 
 __all__ = [
-    "OPTIMIZER_SLOT_SUFFIXES",
     "CastLoss",
     "SurgeryReport",
     "convert_checkpoint",
@@ -39,9 +38,6 @@ __all__ = [
     "rename_checkpoint",
 ]
 
-# Names ending in "/<suffix>" are optimizer slots (or moving-average shadows) of the variable before it.
-OPTIMIZER_SLOT_SUFFIXES = ("Momentum", "Adam", "Adam_1", "RMSProp", "RMSProp_1", "ExponentialMovingAverage")
-_OPTIMIZER_NAMES = ("beta1_power", "beta2_power")
 _GLOBAL_STEP = "global_step"
 _FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 _INT_DTYPES = ("int32", "int64")
@@ -164,7 +160,7 @@ def rename_checkpoint(
 
     dropped: set[str] = set()
     for scope in drop:
-        hit = [n for n in names if _in_scope(n, scope)]
+        hit = [n for n in names if scope_matches(n, scope)]
         if not hit:
             raise _no_match("--drop", scope, names)
         dropped.update(hit)
@@ -180,7 +176,7 @@ def rename_checkpoint(
     used = {old: 0 for old, _ in pairs}
     new_names: dict[str, str] = {}
     for n in kept:
-        best = max((p for p in pairs if _in_scope(n, p[0])), key=lambda p: len(p[0]), default=None)
+        best = max((p for p in pairs if scope_matches(n, p[0])), key=lambda p: len(p[0]), default=None)
         if best is None:
             new_names[n] = n
             continue
@@ -192,7 +188,7 @@ def rename_checkpoint(
             raise SurgeryError(f"--map {old}={new} would give entry '{n}' an empty name; map it to a scope name")
         new_names[n] = renamed
     for old, new in pairs:
-        if not used[old] and any(_in_scope(n, old) for n in dropped):
+        if not used[old] and any(scope_matches(n, old) for n in dropped):
             raise SurgeryError(f"--map {old}={new} matches only entries that are dropped; remove the map or the drop")
         if not used[old]:
             raise _no_match("--map", old, kept, f"{old}={new}")
@@ -202,7 +198,7 @@ def rename_checkpoint(
             report.notes.append(f"renamed {old} -> {new or '(root)'} ({used[old]} entries)")
 
     dtypes = reader.get_variable_to_dtype_map()
-    plan = {new_names[n]: _Source(reader, n, dtypes[n]) for n in kept}
+    plan = {new_names[n]: _Source(reader, n, dtypes[n], prefix) for n in kept}
     report.renamed = [(n, new_names[n]) for n in kept if new_names[n] != n]
     report.dropped = sorted(dropped)
     report.entries = _write(_load(plan), out, [prefix])
@@ -238,7 +234,7 @@ def convert_checkpoint(
     reader = read_checkpoint(prefix)
     out = _check_output(output, [prefix], overwrite)
     dtypes = reader.get_variable_to_dtype_map()
-    values = _load({n: _Source(reader, n, dtypes[n]) for n in sorted(dtypes)})
+    values = _load({n: _Source(reader, n, dtypes[n], prefix) for n in sorted(dtypes)})
     report = SurgeryReport(output=out)
     if dtype is not None:
         target = tf.as_dtype(dtype)
@@ -292,7 +288,7 @@ def merge_checkpoints(
     for prefix in prefixes:
         reader = read_checkpoint(prefix)
         dtypes = reader.get_variable_to_dtype_map()
-        per_input.append(_load({n: _Source(reader, n, dtypes[n]) for n in dtypes}))
+        per_input.append(_load({n: _Source(reader, n, dtypes[n], prefix) for n in dtypes}))
     merged: dict[str, tuple[np.ndarray, tf.DType]] = {}
     origin: dict[str, list[int]] = {}
     conflicts: list[str] = []
@@ -323,8 +319,9 @@ def merge_checkpoints(
 def optimizer_state_names(checkpoint: str, names: Sequence[str] | None = None) -> tuple[list[str], list[str], str]:
     """The optimizer slots and global step among a checkpoint's entries.
 
-    Slots are names ending in `/Momentum`, `/Adam`, `/Adam_1`, `/RMSProp`, `/RMSProp_1`,
-    `/ExponentialMovingAverage`, and `beta1_power` / `beta2_power`. The global step is `global_step`, plus, when
+    Slots are the names `tf1tune.selection.is_optimizer_state_name` accepts (`.../Momentum`, `.../Adam_1`,
+    `.../Adagrad`, `beta1_power`, `frozen_snapshot`, ...), except `global_step`, which is reported as a step.
+    The global step is `global_step`, plus, when
     the checkpoint has a `.meta`, the variable in its GLOBAL_STEP collection; when that collection is empty, an
     integer scalar, non-trainable variable that an `AssignAdd` op increments (what `Optimizer.minimize(
     global_step=...)` builds; MTCNN's `Variable` is such a step).
@@ -338,8 +335,7 @@ def optimizer_state_names(checkpoint: str, names: Sequence[str] | None = None) -
     """
     if names is None:
         names = sorted(read_checkpoint(checkpoint).get_variable_to_shape_map())
-    slots = [n for n in names if n.rsplit("/", 1)[-1] in _OPTIMIZER_NAMES
-             or ("/" in n and n.rsplit("/", 1)[-1] in OPTIMIZER_SLOT_SUFFIXES)]
+    slots = [n for n in names if n != _GLOBAL_STEP and is_optimizer_state_name(n)]
     steps, how = [], "by name"
     if _GLOBAL_STEP in names:
         steps.append(_GLOBAL_STEP)
@@ -360,19 +356,16 @@ class _Source:
     reader: tf.train.CheckpointReader
     name: str
     dtype: tf.DType
+    prefix: str
 
 
 def _load(plan: Mapping[str, _Source]) -> dict[str, tuple[np.ndarray, tf.DType]]:
     """Read every planned entry: output name -> (value, dtype)."""
     values = {}
     for new, src in plan.items():
-        value = src.reader.get_tensor(src.name)
+        value = read_tensor(src.reader, src.name, src.prefix)
         values[new] = (np.asarray(value), src.dtype)
     return values
-
-
-def _in_scope(name: str, scope: str) -> bool:
-    return name == scope or name.startswith(scope + "/")
 
 
 def _check_scope(scope: str, flag: str) -> None:
@@ -486,13 +479,9 @@ def _same(a: tuple[np.ndarray, tf.DType], b: tuple[np.ndarray, tf.DType]) -> boo
 # Writing
 
 
-def _checkpoint_files(prefix: str) -> list[str]:
-    """The files of a checkpoint at `prefix` in any format (V2 index and data, V1 file or shards)."""
-    esc = glob.escape(prefix)
-    files = glob.glob(esc + ".index") + glob.glob(esc + ".data-?????-of-?????") + glob.glob(esc + "-?????-of-?????")
-    if os.path.isfile(prefix):
-        files.append(prefix)
-    return sorted(files)
+def _data_files(prefix: str) -> list[str]:
+    """The checkpoint's own files at `prefix`, without the `.meta` (which surgery neither writes nor replaces)."""
+    return [f for f in checkpoint_files(prefix) if not f.endswith(".meta")]
 
 
 def _check_output(output: str | os.PathLike[str], sources: Sequence[str], overwrite: bool) -> str:
@@ -502,8 +491,8 @@ def _check_output(output: str | os.PathLike[str], sources: Sequence[str], overwr
     if os.path.isdir(out) or text.endswith(("/", os.sep)):
         raise SurgeryError(f"--out '{output}' is a directory; give a checkpoint prefix in it, e.g. {output}/model.ckpt")
     bases = [s.split("-?????-of-")[0] for s in sources]
-    source_files = {os.path.realpath(f) for b in bases for f in _checkpoint_files(b)}
-    existing = _checkpoint_files(out)
+    source_files = {os.path.realpath(f) for s in sources for f in _data_files(s)}
+    existing = _data_files(out)
     if os.path.realpath(out) in {os.path.realpath(b) for b in bases} or \
             any(os.path.realpath(f) in source_files for f in existing):
         raise SurgeryError(f"--out '{output}' is the source checkpoint; write to another prefix")
@@ -522,14 +511,19 @@ def _write(values: Mapping[str, tuple[np.ndarray, tf.DType]], out: str, sources:
         tmp_prefix = os.path.join(tmp, base)
         _save(values, tmp_prefix)
         _verify(values, tmp_prefix)
-        replaced = _checkpoint_files(out)  # only non-empty with overwrite (checked before)
+        replaced = _data_files(out)  # only non-empty with overwrite (checked before)
+        # Data shards first, the .index last: until the new .index is in place, the old one still names data
+        # that exists; stale old files are deleted only once the new checkpoint is complete.
+        new_files = sorted(os.listdir(tmp), key=lambda name: (name.endswith(".index"), name))
+        for name in new_files:
+            os.replace(os.path.join(tmp, name), os.path.join(directory, name))
+        written = {os.path.realpath(os.path.join(directory, name)) for name in new_files}
         for stale in replaced:
-            os.remove(stale)
+            if os.path.realpath(stale) not in written:
+                os.remove(stale)
         if replaced and os.path.isfile(out + ".meta"):
             warnings.warn(f"{out}.meta belongs to the checkpoint that was replaced; delete or regenerate it",
                           stacklevel=3)
-        for name in sorted(os.listdir(tmp)):
-            os.replace(os.path.join(tmp, name), os.path.join(directory, name))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     source_dirs = {os.path.realpath(os.path.dirname(os.path.abspath(s))) for s in sources}
@@ -588,7 +582,7 @@ def _write_state(directory: str, base: str) -> None:
             state = None
         if state:
             listed = [os.path.basename(p) for p in state.all_model_checkpoint_paths
-                      if _checkpoint_files(os.path.join(directory, os.path.basename(p)))]
+                      if _data_files(os.path.join(directory, os.path.basename(p)))]
     listed = [p for p in listed if p != base] + [base]
     state = checkpoint_state_pb2.CheckpointState(model_checkpoint_path=base, all_model_checkpoint_paths=listed)
     tmp = path + ".tmp"

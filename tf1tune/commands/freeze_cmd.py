@@ -15,6 +15,8 @@ from typing import Any
 HELP = "freeze a model (checkpoint values as constants, inference mode) into a verified .pb"
 EPILOG = """examples:
   tf1tune freeze checkpoints/digits_cnn --inputs input --outputs DigitsCNN/Predictions/Softmax --out digits.pb
+  tf1tune freeze checkpoints/digits_cnn --inputs input --outputs DigitsCNN/Predictions/Softmax --out digits.pb \
+      --overwrite                     # replace an existing digits.pb
   tf1tune freeze checkpoints/digits_cnn --outputs DigitsCNN/Predictions/Softmax --inputs input --optimize \\
       --set is_training=false --out digits_opt.pb
   tf1tune freeze --meta PNet-18.meta --checkpoint PNet-18 --inputs input_image --outputs conv4_1/Reshape_1 --out pnet.pb
@@ -58,6 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--onnx", metavar="FILE.onnx",
                         help="also write an ONNX model, verified with onnxruntime (needs pip install 'tf1tune[onnx]')")
     parser.add_argument("--opset", type=int, help="--onnx only: ONNX opset (default: tf2onnx's)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out (and --onnx) file")
 
 
 def _split(text: str | None) -> list[str] | None:
@@ -93,16 +96,61 @@ def load_source(args: argparse.Namespace) -> Any:
     return tf1tune.load(args.source, **options)
 
 
-def _check_out(out: str, handle: Any) -> None:
-    """Refuse an output path that is one of the source's own files (sources are never written to)."""
+def source_files(handle: Any) -> list[str]:
+    """Every file the handle was loaded from, as real paths: never to be written to.
+
+    That is the source file (or every file under a SavedModel directory), every file of its checkpoint
+    (`tf1tune.checkpoints.checkpoint_files`: `.index`, `.data-*` shards, V1 files, `.meta`) and the `checkpoint`
+    state file of the checkpoint's directory.
+
+    Args:
+        handle: A loaded `ModelHandle`.
+
+    Returns:
+        Sorted real paths of the files that exist.
+    """
+    from tf1tune.checkpoints import checkpoint_files
+
+    found: set[str] = set()
+    source = handle.source
+    if os.path.isdir(source):
+        for folder, _, names in os.walk(source):
+            found.update(os.path.join(folder, n) for n in names)
+    elif os.path.isfile(source):
+        found.add(source)
+    if handle.checkpoint:
+        found.update(checkpoint_files(handle.checkpoint))
+        found.add(os.path.join(os.path.dirname(handle.checkpoint) or ".", "checkpoint"))
+    return sorted(os.path.realpath(f) for f in found if os.path.isfile(f))
+
+
+def _check_out(handle: Any, outputs: dict[str, str | None], overwrite: bool | None) -> None:
+    """Refuse output paths that would write over the source (sources are never written to).
+
+    Args:
+        handle: The loaded source.
+        outputs: Flag (`--out`, `--onnx`) -> path given, None when not given.
+        overwrite: None: existing outputs are the caller's concern; False: refuse an existing output file;
+            True: allow replacing it.
+    """
     from tf1tune.errors import Tf1tuneError
 
-    target = os.path.abspath(out)
-    own = [handle.source]
-    if handle.checkpoint:
-        own += [handle.checkpoint + ".index", handle.checkpoint + ".meta", handle.checkpoint]
-    if any(os.path.exists(p) and os.path.abspath(p) == target for p in own):
-        raise Tf1tuneError(f"--out '{out}' is a file of the source; write the export somewhere else")
+    own = set(source_files(handle))
+    saved_model = os.path.realpath(handle.source) if handle.kind == "saved_model" and os.path.isdir(handle.source) \
+        else None
+    given = {flag: path for flag, path in outputs.items() if path}
+    for flag, path in given.items():
+        target = os.path.realpath(path)
+        if target in own:
+            raise Tf1tuneError(f"{flag} '{path}' is a file of the source; write the export somewhere else")
+        if saved_model and (target == saved_model or target.startswith(saved_model + os.sep)):
+            raise Tf1tuneError(f"{flag} '{path}' is inside the source SavedModel '{handle.source}'; "
+                               "write the export somewhere else")
+        if overwrite is False and os.path.exists(path):
+            raise Tf1tuneError(f"{flag} '{path}' exists; choose another {flag} or pass --overwrite")
+    targets = [os.path.realpath(p) for p in given.values()]
+    if len(set(targets)) < len(targets):
+        raise Tf1tuneError("--out and --onnx are the same file; give them different paths")
 
 
 def freeze_and_verify(args: argparse.Namespace) -> tuple[Any, Any, Any]:
@@ -125,7 +173,8 @@ def freeze_and_verify(args: argparse.Namespace) -> tuple[Any, Any, Any]:
         feeds = {inputs[0]: run.validation_images}
     else:
         handle = load_source(args)
-    _check_out(args.out, handle)
+    # freeze checks existing outputs here (--overwrite); export-savedmodel requires a new or empty directory itself
+    _check_out(handle, {"--out": args.out, "--onnx": getattr(args, "onnx", None)}, getattr(args, "overwrite", None))
     settings = dict(parse_setting(s) for s in args.settings)
     if not outputs:
         raise Tf1tuneError("--outputs is required (except with --run-dir); e.g. --outputs DigitsCNN/Predictions/Softmax")
