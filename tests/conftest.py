@@ -11,6 +11,7 @@ import tf1tune  # noqa: F401  (installs the compat shim before tests build nets)
 from tests import model_factory
 
 LEGACY = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "legacy-models")
+DIGITS = os.path.join(os.path.dirname(__file__), "..", "checkpoints", "digits_cnn")
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +27,16 @@ def legacy_dir() -> str:
     if not os.path.isdir(path):
         pytest.skip("../shared/legacy-models is not present")
     return path
+
+
+@pytest.fixture
+def truncated_digits(tmp_path: "os.PathLike[str]") -> str:
+    """A copy of the shipped checkpoints/digits_cnn whose data file is cut to 1000 bytes."""
+    import glob
+    import shutil
+
+    bad = os.path.join(str(tmp_path), "truncated_digits")
+    shutil.copytree(DIGITS, bad)
+    with open(glob.glob(os.path.join(bad, "*.data-00000-of-00001"))[0], "r+b") as f:
+        f.truncate(1000)
+    return bad

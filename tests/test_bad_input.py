@@ -114,11 +114,8 @@ def test_options_that_do_not_apply_and_impossible_input_sizes(capsys, tiny):
         capsys, "inspect", "slim:digits_cnn", "--input-size", "0", "0")
 
 
-def test_truncated_checkpoint_data_is_one_line_error(capsys, tmp_path):
-    bad = str(tmp_path / "bad")
-    shutil.copytree(DIGITS, bad)
-    with open(os.path.join(bad, "model.ckpt-1500.data-00000-of-00001"), "r+b") as f:
-        f.truncate(1000)
+def test_truncated_checkpoint_data_is_one_line_error(capsys, tmp_path, truncated_digits):
+    bad = truncated_digits
     message = _cli_error(capsys, "freeze", bad, "--inputs", "input", "--outputs", "DigitsCNN/Predictions/Softmax",
                          "--out", str(tmp_path / "x.pb"))
     assert "cannot be read" in message and "the data file may be truncated" in message

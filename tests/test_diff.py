@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import glob
 import json
 import os
-import shutil
 
 import numpy as np
 import pytest
@@ -55,17 +53,8 @@ def test_same_checkpoint_is_all_unchanged(tmp_path):
     assert diff_checkpoints(a, a).changed == {}
 
 
-def _truncated_digits(tmp_path) -> str:
-    """A copy of checkpoints/digits_cnn whose data file is cut to 1000 bytes."""
-    bad = str(tmp_path / "bad")
-    shutil.copytree(DIGITS, bad)
-    with open(glob.glob(os.path.join(bad, "*.data-00000-of-00001"))[0], "r+b") as f:
-        f.truncate(1000)
-    return bad
-
-
-def test_truncated_data_file_is_one_line_error(tmp_path, capsys):
-    bad = _truncated_digits(tmp_path)
+def test_truncated_data_file_is_one_line_error(truncated_digits, capsys):
+    bad = truncated_digits
     with pytest.raises(BadSourceError, match=r"cannot be read \(.*\): the data file may be truncated"):
         diff_checkpoints(bad, DIGITS)
     assert main(["diff", bad, DIGITS]) == 2

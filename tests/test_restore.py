@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import glob
 import json
 import os
-import shutil
 
 import numpy as np
 import pytest
@@ -224,17 +222,8 @@ def test_shipped_checkpoint_optimizer_state_only_on_request():
             assert _uninitialized(sess) == []
 
 
-def _truncated_digits(tmp_path) -> str:
-    """A copy of checkpoints/digits_cnn whose data file is cut to 1000 bytes."""
-    bad = str(tmp_path / "bad")
-    shutil.copytree(DIGITS_CKPT, bad)
-    with open(glob.glob(os.path.join(bad, "*.data-00000-of-00001"))[0], "r+b") as f:
-        f.truncate(1000)
-    return bad
-
-
-def test_truncated_data_file_raises_bad_source(tmp_path):
-    bad = _truncated_digits(tmp_path)
+def test_truncated_data_file_raises_bad_source(truncated_digits):
+    bad = truncated_digits
     with pytest.raises(BadSourceError, match=r"checkpoint '.*' cannot be read \(.*\): the data file may be truncated"):
         tf1tune.load(bad).session()
     with tf.Graph().as_default() as graph, tf.compat.v1.Session(graph=graph) as sess:
