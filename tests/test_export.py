@@ -157,7 +157,7 @@ def test_fold_batch_norms_in_numpy_matches_the_unfolded_graph():
         net = bn(dw, 8, "bn2")
         flat = tf.reshape(net, [-1, 5 * 5 * 8])
         mm = tf.matmul(flat, tf.constant(rng.normal(size=(200, 3)).astype(np.float32)))
-        out = tf.identity(bn(tf.reshape(mm, [-1, 1, 1, 3]), 3, "bn3"), name="out")
+        tf.identity(bn(tf.reshape(mm, [-1, 1, 1, 3]), 3, "bn3"), name="out")
     graph_def = graph.as_graph_def()
     folded = fold_batch_norms(graph_def)
     assert [n.op for n in folded.node if n.op.startswith("FusedBatchNorm")] == ["FusedBatchNormV3"]  # bn3: via Reshape

@@ -89,7 +89,7 @@ def test_shared_layer_is_one_variable_through_training_save_and_load(tmp_path):
         return x, a, b
 
     prefix = str(tmp_path / "shared.ckpt")
-    with tf.Graph().as_default() as graph:
+    with tf.Graph().as_default():
         x, a, b = build()
         assert [v.op.name for v in tf.compat.v1.global_variables()] == ["conv/weights", "conv/biases"]
         assert a.shape.as_list() == [2, 9, 9, 4] and b.shape.as_list() == [2, 4, 4, 4]

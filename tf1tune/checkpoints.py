@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from tf1tune.errors import BadSourceError, SourceNotFoundError
+from tf1tune.errors import BadSourceError, SourceNotFoundError, first_line
 
 _SHARD = re.compile(r"^(?P<prefix>.+)-\d{5}-of-(?P<n>\d{5})$")
 _DATA = re.compile(r"^(?P<prefix>.+)\.data-\d{5}-of-\d{5}$")
@@ -182,7 +182,7 @@ def read_checkpoint(prefix: str) -> tf.train.CheckpointReader:
     try:
         return tf.train.load_checkpoint(prefix)
     except Exception as e:  # DataLossError, NotFoundError, ... from the C++ reader
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise BadSourceError(
             f"checkpoint '{prefix}' cannot be read ({first}); the files may be truncated or not a checkpoint"
         ) from e

@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args_list
     _quiet_tensorflow(debug)
-    from tf1tune.errors import Tf1tuneError
+    from tf1tune.errors import Tf1tuneError, first_line
 
     parser = build_parser()
     args = parser.parse_args(args_list)
@@ -91,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:  # an internal error: still one line unless --debug
         if debug:
             traceback.print_exc()
-        first = (str(e).strip().splitlines() or [""])[0]
+        first = first_line(e)
         print(f"tf1tune: internal error: {type(e).__name__}: {first} (rerun with --debug for the traceback)",
               file=sys.stderr)
         return 1

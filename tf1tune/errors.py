@@ -56,3 +56,12 @@ class DataError(Tf1tuneError):
 
 class GraphRepairError(Tf1tuneError):
     """A graph cannot be repaired as asked (unknown tensor, not an input pipeline tensor, bad output path, ...)."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first non-empty line of an exception's message (its type name when the message is empty).
+
+    TensorFlow's errors carry long multi-line texts; tf1tune's messages quote only their first line.
+    """
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from tf1tune.errors import Tf1tuneError
+from tf1tune.errors import Tf1tuneError, first_line
 from tf1tune.names import closest
 
 
@@ -179,7 +179,7 @@ def make_config(file: str | os.PathLike[str] | None = None, **overrides: Any) ->
             with open(file, encoding="utf-8") as f:
                 loaded = yaml.safe_load(f) or {}
         except yaml.YAMLError as e:
-            raise ConfigError(f"config file '{file}' is not valid YAML: {str(e).splitlines()[0]}") from e
+            raise ConfigError(f"config file '{file}' is not valid YAML: {first_line(e)}") from e
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file '{file}' must hold a mapping of keys to values")
         for key, value in loaded.items():

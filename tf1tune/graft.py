@@ -21,7 +21,7 @@ import tensorflow as tf
 import tf_slim as slim
 from tensorflow.core.framework import graph_pb2
 
-from tf1tune.errors import Tf1tuneError
+from tf1tune.errors import Tf1tuneError, first_line
 from tf1tune.handle import ModelHandle, candidate_inputs, candidate_outputs, named_endpoints
 from tf1tune.names import not_found
 
@@ -78,7 +78,7 @@ def parse_head_spec(spec: str | Sequence[str]) -> list[tuple[str, list[str]]]:
             _activation(args[1] if len(args) > 1 else "linear")
         layers.append((name, args))
     if not layers:
-        raise GraftError(f"the head spec is empty; give layers such as 'global_pool, dense(5), softmax'")
+        raise GraftError("the head spec is empty; give layers such as 'global_pool, dense(5), softmax'")
     return layers
 
 
@@ -249,7 +249,7 @@ def shared_layer(layer_fn: Callable[..., tf.Tensor], scope: str, *args: object, 
     try:
         output = layer_fn(*args, scope=scope, reuse=True, **kwargs)
     except ValueError as e:
-        raise GraftError(f"layer '{full}' cannot be shared with these settings: {str(e).splitlines()[0]}") from e
+        raise GraftError(f"layer '{full}' cannot be shared with these settings: {first_line(e)}") from e
     if len(graph.get_collection(tf.compat.v1.GraphKeys.GLOBAL_VARIABLES)) != count:
         raise GraftError(f"sharing layer '{full}' created new variables; give the same kernel size, channels and biases")
     return output

@@ -28,7 +28,7 @@ from tensorflow.core.framework import graph_pb2
 from tensorflow.core.protobuf import control_flow_pb2, meta_graph_pb2, queue_runner_pb2
 
 from tf1tune import graph_repair
-from tf1tune.errors import GraphRepairError
+from tf1tune.errors import GraphRepairError, first_line
 from tf1tune.names import not_found
 
 __all__ = ["NewInput", "is_pipeline_op", "repair_file", "replace_input", "strip_device_placements", "strip_unknown_attrs"]
@@ -195,7 +195,7 @@ def _tensor_infos(graph_def: graph_pb2.GraphDef, tensors: list[str]) -> dict[str
             break
         except (ValueError, tf.errors.InvalidArgumentError) as e:
             if attempt or not graph_repair.strip_output_shapes(copy):
-                first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                first = first_line(e)
                 raise GraphRepairError(f"the graph does not import on TensorFlow {tf.__version__} ({first}), "
                                        "so the tensors' dtypes and shapes are unknown") from e
     out = {}
@@ -527,7 +527,7 @@ def _verify(path: str, is_meta: bool, placeholders: Sequence[str], check_pipelin
             else:
                 tf.import_graph_def(proto, name="")
     except (ValueError, KeyError, tf.errors.OpError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        first = first_line(e)
         hint = "" if "attr" not in first.lower() else "; try --strip-attrs"
         raise GraphRepairError(f"the repaired graph does not import, nothing was written: {first}{hint}") from e
     problems = []

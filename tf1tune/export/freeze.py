@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import graph_pb2
 
-from tf1tune.errors import ExportError
+from tf1tune.errors import ExportError, first_line
 from tf1tune.export._io import node_name, strip_colocation
 from tf1tune.handle import ModelHandle
 
@@ -199,7 +199,7 @@ def freeze_model(
             frozen = tf.compat.v1.graph_util.convert_variables_to_constants(
                 sess, graph_def, sorted({t.op.name for t in out_tensors}))
         except (ValueError, tf.errors.OpError) as e:
-            first = (str(e).strip().splitlines() or [""])[0]
+            first = first_line(e)
             raise ExportError(f"TensorFlow could not freeze the graph: {first}") from e
     frozen = _inference_only(strip_colocation(frozen), [t.op.name for t in out_tensors])
     model = FrozenModel(graph_def=frozen, inputs=[t.name for t in in_tensors], outputs=[t.name for t in out_tensors],

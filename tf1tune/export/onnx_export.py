@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from tensorflow.core.framework import graph_pb2
 
-from tf1tune.errors import EnvironmentProblem, ExportError
+from tf1tune.errors import EnvironmentProblem, ExportError, first_line
 from tf1tune.export._io import tensor_name, write_atomic
 from tf1tune.export.verify import Verification, compare, random_feeds, run_graph_def
 
@@ -57,7 +57,7 @@ def export_onnx(
     try:
         model, _ = tf2onnx.convert.from_graph_def(graph_def, input_names=inputs, output_names=outputs, opset=opset)
     except Exception as e:  # tf2onnx raises many types; any failure means "cannot convert"
-        first = (str(e).strip().splitlines() or [""])[0]
+        first = first_line(e)
         raise ExportError(f"tf2onnx cannot convert the graph: {type(e).__name__}: {first}") from e
     data = {tensor_name(k): v for k, v in (feeds or random_feeds(graph_def, inputs)).items()}
     blob = model.SerializeToString()

@@ -22,7 +22,7 @@ import tensorflow as tf
 from tensorflow.core.framework import graph_pb2, node_def_pb2
 from tensorflow.core.protobuf import config_pb2, meta_graph_pb2, rewriter_config_pb2
 
-from tf1tune.errors import ExportError
+from tf1tune.errors import ExportError, first_line
 from tf1tune.export._io import node_name, strip_colocation
 
 _OPTIMIZERS = ["constfold", "arithmetic", "dependency", "constfold", "pruning"]
@@ -158,7 +158,7 @@ def optimize(graph_def: graph_pb2.GraphDef, inputs: Sequence[str], outputs: Sequ
                 node.attr["shape"].CopyFrom(shapes[node.name])
         result = run_grappler(result, out_names, _OPTIMIZERS)
     except (ValueError, KeyError, tf.errors.OpError) as e:
-        first = (str(e).strip().splitlines() or [""])[0]
+        first = first_line(e)
         raise ExportError(f"TensorFlow's optimize_for_inference rejected the graph: {first}; "
                           "export without --optimize") from e
     return result

@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 import yaml
 
-from tf1tune.errors import BadSourceError, SourceNotFoundError
+from tf1tune.errors import BadSourceError, SourceNotFoundError, first_line
 from tf1tune.finetune import read_metrics
 from tf1tune.handle import ModelHandle
 from tf1tune.loaders import load_meta
@@ -52,7 +52,7 @@ def _read_config(path: str) -> dict:
         with open(path, encoding="utf-8") as f:
             config = yaml.safe_load(f) or {}
     except (OSError, yaml.YAMLError) as e:
-        raise BadSourceError(f"the run's '{path}' cannot be read ({str(e).splitlines()[0]}); it names the run's "
+        raise BadSourceError(f"the run's '{path}' cannot be read ({first_line(e)}); it names the run's "
                              "validation data") from e
     if not isinstance(config, dict):
         raise BadSourceError(f"the run's '{path}' does not hold a mapping")

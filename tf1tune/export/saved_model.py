@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import graph_pb2
 
-from tf1tune.errors import ExportError
+from tf1tune.errors import ExportError, first_line
 from tf1tune.export._io import tensor_name
 from tf1tune.export.verify import Verification, compare, random_feeds, run_graph_def
 from tf1tune.handle import ModelHandle
@@ -121,7 +121,7 @@ def export_saved_model(
         try:
             _build(graph_def, inputs, outputs, staged)
         except (ValueError, KeyError, tf.errors.OpError) as e:
-            first = (str(e).strip().splitlines() or [""])[0]
+            first = first_line(e)
             raise ExportError(f"TensorFlow could not build the SavedModel: {first}") from e
         data = {tensor_name(k): v for k, v in (feeds or random_feeds(graph_def, inputs)).items()}
         expected = run_graph_def(graph_def, outputs, data)

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import graph_pb2
 
-from tf1tune.errors import ExportError
+from tf1tune.errors import ExportError, first_line
 from tf1tune.export._io import tensor_name
 from tf1tune.handle import ModelHandle
 
@@ -157,7 +157,7 @@ def verify(
     try:
         got = run_graph_def(exported_graph_def, outputs, feeds)
     except (ValueError, tf.errors.OpError) as e:
-        first = (str(e).strip().splitlines() or [""])[0]
+        first = first_line(e)
         raise ExportError(f"the exported graph does not run on inputs of shape "
                           f"{[list(np.shape(v)) for v in feeds.values()]}: {first}") from e
     max_abs, max_rel, failures = compare(expected, got, outputs, rtol, atol)

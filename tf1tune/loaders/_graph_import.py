@@ -8,7 +8,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2
 
 from tf1tune import graph_repair
-from tf1tune.errors import BadSourceError
+from tf1tune.errors import BadSourceError, first_line
 
 
 class GraphRepairWarning(UserWarning):
@@ -35,11 +35,11 @@ def import_meta_graph_def(
     except (ValueError, tf.errors.InvalidArgumentError) as first:
         stripped = graph_repair.strip_output_shapes(meta.graph_def)
         if not stripped:
-            raise BadSourceError(f"'{source}' does not import on TensorFlow {tf.__version__}: {_first_line(first)}") from first
+            raise BadSourceError(f"'{source}' does not import on TensorFlow {tf.__version__}: {first_line(first)}") from first
         try:
             graph, saver = _import(meta)
         except (ValueError, tf.errors.InvalidArgumentError) as e:
-            raise BadSourceError(f"'{source}' does not import on TensorFlow {tf.__version__}: {_first_line(e)}") from e
+            raise BadSourceError(f"'{source}' does not import on TensorFlow {tf.__version__}: {first_line(e)}") from e
         repairs += stripped
     return graph, saver, repairs
 
@@ -50,8 +50,3 @@ def _import(meta: meta_graph_pb2.MetaGraphDef) -> tuple[tf.Graph, tf.compat.v1.t
         warnings.simplefilter("ignore", DeprecationWarning)
         saver = tf.compat.v1.train.import_meta_graph(meta, clear_devices=True)
     return graph, saver
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__

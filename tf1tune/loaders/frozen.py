@@ -9,7 +9,7 @@ import tensorflow as tf
 from tensorflow.core.framework import graph_pb2, tensor_shape_pb2
 
 from tf1tune import graph_repair
-from tf1tune.errors import BadSourceError
+from tf1tune.errors import BadSourceError, first_line
 from tf1tune.handle import ModelHandle, candidate_inputs, candidate_outputs, named_endpoints
 from tf1tune.loaders._graph_import import warn_repairs
 from tf1tune.names import not_found
@@ -80,6 +80,6 @@ def _import(graph_def: graph_pb2.GraphDef, source: str) -> tf.Graph:
         with graph.as_default():
             tf.import_graph_def(graph_def, name="")
     except (ValueError, tf.errors.InvalidArgumentError) as e:
-        first = str(e).strip().splitlines()[0]
+        first = first_line(e)
         raise BadSourceError(f"'{source}' does not import on TensorFlow {tf.__version__}: {first}") from e
     return graph

@@ -8,7 +8,7 @@ from typing import Any
 import tensorflow as tf
 import tf_slim as slim
 
-from tf1tune.errors import Tf1tuneError
+from tf1tune.errors import Tf1tuneError, first_line
 from tf1tune.nets.registry import get_net
 
 
@@ -45,7 +45,7 @@ def build_net(
         try:
             output, end_points = config.builder(inputs, num_classes=num_classes, is_training=is_training)
         except ValueError as e:  # shape errors from a too small input (negative dimension sizes, ...)
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            first = first_line(e)
             raise Tf1tuneError(
                 f"net '{name}' cannot be built on inputs of shape {inputs.shape.as_list()} ({first}); "
                 f"use an input size closer to its default {config.input_size[0]}x{config.input_size[1]}"
