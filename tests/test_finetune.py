@@ -69,6 +69,11 @@ def test_run_directory_holds_events_config_and_readable_checkpoints(two_phase_ru
     assert "config.yaml" in names and "metrics.json" in names and os.listdir(os.path.join(two_phase_run.run_dir, "events"))
     state = tf.train.get_checkpoint_state(two_phase_run.run_dir)
     assert state.model_checkpoint_path.endswith("model.ckpt-120")
+    events = os.path.join(two_phase_run.run_dir, "events")
+    tags = {v.tag for name in os.listdir(events)
+            for event in tf.compat.v1.train.summary_iterator(os.path.join(events, name)) for v in event.summary.value}
+    assert {"loss", "accuracy/train_batch", "accuracy/validation", "learning_rate"} <= tags
+    assert any(t.startswith("DigitsCNN/Logits") for t in tags)  # the histograms of the config's `histograms`
     for path in state.all_model_checkpoint_paths:
         assert tf.train.load_checkpoint(path).get_tensor("global_step") == int(path.rsplit("-", 1)[1])
 

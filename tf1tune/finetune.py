@@ -363,10 +363,10 @@ def run_finetune(config: FinetuneConfig, progress: bool = True) -> FinetuneResul
         stream = data_lib.BatchStream(train, config.batch_size, seed=config.seed,
                                       augment=data_lib.Augment(**config.augment) if config.augment else None)
         _train_loop(sess, model, config, phases, train_ops, stream, saver, writer, histograms, run_dir, start,
-                    total_steps, loss, progress)
+                    total_steps, loss, progress, val)
         final = saver.save(sess, os.path.join(run_dir, "model.ckpt"), global_step=total_steps)
         metrics.update({
-            "accuracy_after": _accuracy(sess, model, val, config.batch_size),
+            "accuracy_after": _validation_summary(sess, model, val, config.batch_size, writer, total_steps),
             "validation_size": len(val), "train_size": len(train), "steps": total_steps,
             "trained_params": trained_params, "frozen_params": frozen_params,
             "trained_scopes": training.trained_scopes, "checkpoint": os.path.basename(final),
@@ -395,8 +395,15 @@ def training_step(sess: tf.compat.v1.Session, model: TaskModel, train_op: tf.Ope
     return float(loss_value)
 
 
+def _validation_summary(sess, model, val, batch_size, writer, step) -> float:  # type: ignore[no-untyped-def]
+    accuracy = _accuracy(sess, model, val, batch_size)
+    writer.add_summary(tf.compat.v1.Summary(value=[
+        tf.compat.v1.Summary.Value(tag="accuracy/validation", simple_value=accuracy)]), step)
+    return accuracy
+
+
 def _train_loop(sess, model, config, phases, train_ops, stream, saver, writer, histograms, run_dir, start,
-                total_steps, loss, progress) -> None:  # type: ignore[no-untyped-def]
+                total_steps, loss, progress, val) -> None:  # type: ignore[no-untyped-def]
     from tqdm import tqdm
 
     bounds = np.cumsum([p.steps for p in phases])
@@ -419,4 +426,5 @@ def _train_loop(sess, model, config, phases, train_ops, stream, saver, writer, h
                 writer.add_summary(sess.run(histograms), step + 1)
         if (step + 1) % config.checkpoint_every == 0 and step + 1 < total_steps:
             saver.save(sess, os.path.join(run_dir, "model.ckpt"), global_step=step + 1)
+            _validation_summary(sess, model, val, config.batch_size, writer, step + 1)
     bar.close()
