@@ -22,7 +22,7 @@ import tf_slim as slim
 from tensorflow.core.framework import graph_pb2
 
 from tf1tune.errors import Tf1tuneError, first_line
-from tf1tune.handle import ModelHandle, candidate_inputs, candidate_outputs, named_endpoints
+from tf1tune.handle import ModelHandle
 from tf1tune.names import not_found
 
 HeadFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
@@ -217,10 +217,8 @@ def unfreeze(handle: ModelHandle, names: Sequence[str]) -> ModelHandle:
     with graph.as_default():
         variables = {name: tf.compat.v1.get_variable(name, initializer=value, trainable=True) for name, value in values.items()}
         tf.import_graph_def(kept, name="", input_map={f"{name}:0": v.read_value() for name, v in variables.items()})
-    outputs = candidate_outputs(graph)
-    return ModelHandle(kind=handle.kind, source=handle.source, graph=graph, endpoints=named_endpoints(outputs),
-                       inputs=candidate_inputs(graph), outputs=outputs, tensorflow_version=handle.tensorflow_version,
-                       repairs=list(handle.repairs), extra={**handle.extra, "unfrozen": sorted(values)})
+    return ModelHandle.from_graph(handle.kind, handle.source, graph, tensorflow_version=handle.tensorflow_version,
+                                  repairs=list(handle.repairs), extra={**handle.extra, "unfrozen": sorted(values)})
 
 
 def shared_layer(layer_fn: Callable[..., tf.Tensor], scope: str, *args: object, **kwargs: object) -> tf.Tensor:

@@ -63,6 +63,14 @@ class ModelHandle:
     repairs: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def from_graph(cls, kind: str, source: str, graph: tf.Graph, **fields: Any) -> "ModelHandle":
+        """A handle on an imported graph whose inputs, outputs and endpoints are found in the graph itself:
+        placeholders, tensors nothing consumes, and those tensors keyed by op name."""
+        outputs = candidate_outputs(graph)
+        return cls(kind=kind, source=source, graph=graph, endpoints=named_endpoints(outputs),
+                   inputs=candidate_inputs(graph), outputs=outputs, **fields)
+
     # ---- lookups by name, each with the closest names on a miss -------------------------------------
     def tensor(self, name: str) -> tf.Tensor:
         """The tensor `name` (`op:0`; a bare op name means its first output)."""

@@ -93,6 +93,17 @@ def _check_patterns(scopes: list[str], regex: bool) -> None:
                                  "or drop regex=True to match scope names") from e
 
 
+def _matched(variables: Sequence[tf.Variable], scopes: str | Iterable[str], regex: bool, what: str) -> list[bool]:
+    """For each variable, whether any of `scopes` matches it; a scope that matches none is a `SelectionError`."""
+    scopes = _as_list(scopes)
+    _check_patterns(scopes, regex)
+    names = [_name(v) for v in variables]
+    for scope in scopes:
+        if not any(scope_matches(n, scope, regex) for n in names):
+            raise _no_match(what, scope, names, regex)
+    return [any(scope_matches(n, s, regex) for s in scopes) for n in names]
+
+
 def include(variables: Sequence[tf.Variable], scopes: str | Iterable[str], regex: bool = False) -> list[tf.Variable]:
     """The variables matched by any of `scopes`, in their original order.
 
@@ -107,13 +118,7 @@ def include(variables: Sequence[tf.Variable], scopes: str | Iterable[str], regex
     Raises:
         SelectionError: A scope matches none of `variables`.
     """
-    scopes = _as_list(scopes)
-    _check_patterns(scopes, regex)
-    names = [_name(v) for v in variables]
-    for scope in scopes:
-        if not any(scope_matches(n, scope, regex) for n in names):
-            raise _no_match("include scope", scope, names, regex)
-    return [v for v, n in zip(variables, names) if any(scope_matches(n, s, regex) for s in scopes)]
+    return [v for v, hit in zip(variables, _matched(variables, scopes, regex, "include scope")) if hit]
 
 
 def exclude(variables: Sequence[tf.Variable], scopes: str | Iterable[str], regex: bool = False) -> list[tf.Variable]:
@@ -130,13 +135,7 @@ def exclude(variables: Sequence[tf.Variable], scopes: str | Iterable[str], regex
     Raises:
         SelectionError: A scope matches none of `variables` (most often a typo in the scope name).
     """
-    scopes = _as_list(scopes)
-    _check_patterns(scopes, regex)
-    names = [_name(v) for v in variables]
-    for scope in scopes:
-        if not any(scope_matches(n, scope, regex) for n in names):
-            raise _no_match("exclude scope", scope, names, regex)
-    return [v for v, n in zip(variables, names) if not any(scope_matches(n, s, regex) for s in scopes)]
+    return [v for v, hit in zip(variables, _matched(variables, scopes, regex, "exclude scope")) if not hit]
 
 
 def trainable_only(variables: Sequence[tf.Variable], graph: tf.Graph | None = None) -> list[tf.Variable]:

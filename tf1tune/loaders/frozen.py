@@ -10,7 +10,7 @@ from tensorflow.core.framework import graph_pb2, tensor_shape_pb2
 
 from tf1tune import graph_repair
 from tf1tune.errors import BadSourceError, first_line
-from tf1tune.handle import ModelHandle, candidate_inputs, candidate_outputs, named_endpoints
+from tf1tune.handle import ModelHandle
 from tf1tune.loaders._graph_import import warn_repairs
 from tf1tune.names import not_found
 
@@ -44,14 +44,10 @@ def load_frozen(
     if read_proto_kind == "text":
         repairs.append("read as a text-format GraphDef")
     warn_repairs(source, [r for r in repairs if not r.startswith("read as")])
-    outputs = candidate_outputs(graph)
-    return ModelHandle(
-        kind="frozen",
-        source=source,
-        graph=graph,
-        endpoints=named_endpoints(outputs),
-        inputs=candidate_inputs(graph),
-        outputs=outputs,
+    return ModelHandle.from_graph(
+        "frozen",
+        source,
+        graph,
         tensorflow_version=None,
         repairs=repairs,
         extra={"graph_def_version": graph_def.versions.producer, "format": read_proto_kind},

@@ -9,7 +9,7 @@ from tensorflow.core.protobuf import meta_graph_pb2
 from tf1tune.checkpoints import resolve_checkpoint
 from tf1tune.errors import SourceNotFoundError
 from tf1tune.graph_repair import read_proto
-from tf1tune.handle import ModelHandle, candidate_inputs, candidate_outputs, named_endpoints
+from tf1tune.handle import ModelHandle
 from tf1tune.loaders._graph_import import import_meta_graph_def, warn_repairs
 
 
@@ -46,14 +46,10 @@ def load_meta(meta_path: str | os.PathLike[str], checkpoint: str | os.PathLike[s
             prefix = resolve_checkpoint(source)
         except SourceNotFoundError:
             prefix = None
-    outputs = candidate_outputs(graph)
-    return ModelHandle(
-        kind="meta",
-        source=source,
-        graph=graph,
-        endpoints=named_endpoints(outputs),
-        inputs=candidate_inputs(graph),
-        outputs=outputs,
+    return ModelHandle.from_graph(
+        "meta",
+        source,
+        graph,
         checkpoint=prefix,
         tensorflow_version=written_by,
         saver=saver,
