@@ -28,6 +28,16 @@ def _build_digits(num_classes: int, scope: str | None = None) -> tuple[tf.Tensor
     return tf1tune.build_net("digits_cnn", images, num_classes=num_classes)
 
 
+def _build_digits_with_momentum(num_classes: int, learning_rate: float) -> tf.Variable:
+    """`digits_cnn` with a Momentum train op (so the graph holds slots and a global step); returns the step."""
+    logits, _ = _build_digits(num_classes)
+    labels = tf.compat.v1.placeholder(tf.int64, [None])
+    loss = tf.compat.v1.losses.sparse_softmax_cross_entropy(labels, logits)
+    step = tf.compat.v1.train.get_or_create_global_step()
+    tf.compat.v1.train.MomentumOptimizer(learning_rate, 0.9).minimize(loss, global_step=step)
+    return step
+
+
 def _value(sess: tf.compat.v1.Session, name: str) -> np.ndarray:
     """The value of the global variable `name` of the session's graph."""
     (var,) = [v for v in sess.graph.get_collection(tf.compat.v1.GraphKeys.GLOBAL_VARIABLES) if v.op.name == name]
@@ -101,11 +111,7 @@ def test_skip_warns_and_restores_the_rest(ckpt10):
 def test_optimizer_slots_created_before_restore_are_initialized_not_restored(ckpt10):
     prefix, values = ckpt10
     with tf.Graph().as_default() as graph, tf.compat.v1.Session(graph=graph) as sess:
-        logits, _ = _build_digits(5)
-        labels = tf.compat.v1.placeholder(tf.int64, [None])
-        loss = tf.compat.v1.losses.sparse_softmax_cross_entropy(labels, logits)
-        step = tf.compat.v1.train.get_or_create_global_step()
-        tf.compat.v1.train.MomentumOptimizer(0.1, 0.9).minimize(loss, global_step=step)
+        _build_digits_with_momentum(5, 0.1)
         everything = tf.compat.v1.global_variables()
         slots = [v for v in everything if v.op.name.endswith("/Momentum")]
         assert slots
@@ -209,11 +215,7 @@ def test_shipped_checkpoint_optimizer_state_only_on_request():
     values = checkpoint_values(tf1tune.resolve_checkpoint(DIGITS_CKPT))
     for keep in (False, True):
         with tf.Graph().as_default() as graph, tf.compat.v1.Session(graph=graph) as sess:
-            logits, _ = _build_digits(10)
-            labels = tf.compat.v1.placeholder(tf.int64, [None])
-            loss = tf.compat.v1.losses.sparse_softmax_cross_entropy(labels, logits)
-            step = tf.compat.v1.train.get_or_create_global_step()
-            tf.compat.v1.train.MomentumOptimizer(0.05, 0.9).minimize(loss, global_step=step)
+            step = _build_digits_with_momentum(10, 0.05)
             plan = restore(sess, None, DIGITS_CKPT, keep_optimizer_state=keep)
             assert plan.ok and (plan.unused == [] if keep else "global_step" in plan.unused)
             assert sess.run(step) == (1500 if keep else 0)
