@@ -11,6 +11,12 @@ machine hits both alike; median and minimum), their ratio, and the max output
 difference on the same inputs; then both again with the session's own grappler pass switched off, which shows how
 much of the optimization TF's runtime already does by itself (it folds batch norm and fuses conv+bias+relu at
 session creation, so on the default runtime the offline optimization mostly saves start-up and file size).
+
+Last, what limits the speed-up: the net's floating-point work at this batch (TF's profiler), the rate a large
+float32 matrix product reaches on this machine in the same process (the practical float32 ceiling), the rate each
+graph reaches, and so the largest speed-up any float32 rewrite could still give. For contrast it times the
+optimized graph with the runtime's oneDNN bfloat16 auto mixed precision, which computes in reduced precision and
+so is outside the export tolerance: shown, not counted.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import numpy as np
 
 import tf1tune
 import tensorflow as tf
+from tensorflow.core.protobuf import rewriter_config_pb2
 
 from tf1tune.export import freeze_model, optimize, session_runner, verify
 
@@ -46,10 +53,14 @@ def _checkpoint(folder: str) -> str:
         return tf.compat.v1.train.Saver(handle.variables).save(sess, os.path.join(folder, "model.ckpt"))
 
 
-def _session(graph_def: tf.compat.v1.GraphDef, grappler: bool) -> tuple[tf.compat.v1.Session, tf.Tensor, tf.Tensor]:
-    """A session on `graph_def` (`grappler=False`: without the runtime's own graph rewrites)."""
+def _session(graph_def: tf.compat.v1.GraphDef, grappler: bool,
+             bfloat16: bool = False) -> tuple[tf.compat.v1.Session, tf.Tensor, tf.Tensor]:
+    """A session on `graph_def` (`grappler=False`: without the runtime's own graph rewrites; `bfloat16=True`: with
+    the runtime's oneDNN bfloat16 auto mixed precision)."""
     config = tf.compat.v1.ConfigProto()
     config.graph_options.rewrite_options.disable_meta_optimizer = not grappler
+    if bfloat16:
+        config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 = rewriter_config_pb2.RewriterConfig.ON
     graph = tf.Graph()
     with graph.as_default():
         tf.compat.v1.import_graph_def(graph_def, name="")
@@ -58,9 +69,10 @@ def _session(graph_def: tf.compat.v1.GraphDef, grappler: bool) -> tuple[tf.compa
 
 
 def _time_pair(plain: tf.compat.v1.GraphDef, fast: tf.compat.v1.GraphDef, x: np.ndarray, runs: int,
-               grappler: bool = True, warmup: int = 2) -> tuple[list[float], list[float], np.ndarray, np.ndarray]:
+               grappler: bool = True, warmup: int = 2,
+               fast_bfloat16: bool = False) -> tuple[list[float], list[float], np.ndarray, np.ndarray]:
     """Seconds per run of both graphs, interleaved run by run so that load from other processes hits both alike."""
-    sessions = [_session(g, grappler) for g in (plain, fast)]
+    sessions = [_session(plain, grappler), _session(fast, grappler, bfloat16=fast_bfloat16)]
     times: list[list[float]] = [[], []]
     outs = [None, None]
     try:
@@ -74,6 +86,36 @@ def _time_pair(plain: tf.compat.v1.GraphDef, fast: tf.compat.v1.GraphDef, x: np.
         for sess, _, _ in sessions:
             sess.close()
     return times[0], times[1], outs[0], outs[1]
+
+
+def _float_ops(graph_def: tf.compat.v1.GraphDef, batch: int) -> int:
+    """Floating-point operations of one run of `graph_def` at `batch` (TF's profiler, input shape made static)."""
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [batch, 224, 224, 3])
+        tf.compat.v1.import_graph_def(graph_def, input_map={"input:0": x}, name="")
+        options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+        options["output"] = "none"
+        return tf.compat.v1.profiler.profile(graph, options=options).total_float_ops
+
+
+def _matmul_rate(size: int = 4096, runs: int = 10) -> float:
+    """Float32 FLOP/s of a `size` x `size` matrix product in a session: what this machine's CPU reaches at best."""
+    graph = tf.Graph()
+    with graph.as_default():
+        rng = np.random.default_rng(2)
+        a = tf.constant(rng.random((size, size), dtype=np.float32))
+        b = tf.compat.v1.placeholder(tf.float32, [size, size])
+        product = tf.reduce_sum(tf.matmul(a, b))
+        value = rng.random((size, size), dtype=np.float32)
+        with tf.compat.v1.Session(graph=graph) as sess:
+            times = []
+            for i in range(runs + 2):
+                start = time.perf_counter()
+                sess.run(product, {b: value})
+                if i >= 2:
+                    times.append(time.perf_counter() - start)
+    return 2 * size ** 3 / statistics.median(times)
 
 
 def main() -> None:
@@ -113,6 +155,20 @@ def main() -> None:
     diff = float(np.max(np.abs(plain_out - fast_out)))
     scale = float(np.max(np.abs(plain_out)))
     print(f"  max |plain - optimized| = {diff:.3g} (max |plain| = {scale:.3g}, relative {diff / scale:.3g})")
+
+    flops = _float_ops(fast, args.batch)
+    peak = _matmul_rate()
+    plain_rate, fast_rate = flops / med(plain_t), flops / med(fast_t)
+    print(f"what limits it: {flops / 1e9:.1f} GFLOP per batch of {args.batch}; a 4096x4096 float32 matmul runs at "
+          f"{peak / 1e9:.0f} GFLOP/s here")
+    print(f"  plain frozen reaches {plain_rate / 1e9:.0f} GFLOP/s ({plain_rate / peak:.0%} of that), optimized "
+          f"{fast_rate / 1e9:.0f} GFLOP/s ({fast_rate / peak:.0%}); float32 speed-up left at most "
+          f"{peak / plain_rate:.2f}x over plain")
+    bf_plain, bf_fast, bf_plain_out, bf_out = _time_pair(frozen.graph_def, fast, x, args.runs, fast_bfloat16=True)
+    bf_rel = float(np.max(np.abs(bf_out - bf_plain_out))) / float(np.max(np.abs(bf_plain_out)))
+    print(f"  not counted: optimized with oneDNN bfloat16 auto mixed precision {med(bf_fast) * 1000:.0f} ms vs plain "
+          f"{med(bf_plain) * 1000:.0f} ms, {med(bf_plain) / med(bf_fast):.2f}x, but relative difference "
+          f"{bf_rel:.2g} (outside the 1e-05 tolerance)")
 
 
 if __name__ == "__main__":
