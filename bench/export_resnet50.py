@@ -68,24 +68,59 @@ def _session(graph_def: tf.compat.v1.GraphDef, grappler: bool,
     return sess, graph.get_tensor_by_name(OUTPUT), graph.get_tensor_by_name("input:0")
 
 
-def _time_pair(plain: tf.compat.v1.GraphDef, fast: tf.compat.v1.GraphDef, x: np.ndarray, runs: int,
-               grappler: bool = True, warmup: int = 2,
-               fast_bfloat16: bool = False) -> tuple[list[float], list[float], np.ndarray, np.ndarray]:
-    """Seconds per run of both graphs, interleaved run by run so that load from other processes hits both alike."""
-    sessions = [_session(plain, grappler), _session(fast, grappler, bfloat16=fast_bfloat16)]
-    times: list[list[float]] = [[], []]
-    outs = [None, None]
+def _time_all(variants: dict[str, tuple[tf.compat.v1.GraphDef, dict[str, bool]]], x: np.ndarray, runs: int,
+              warmup: int = 2) -> dict[str, tuple[list[float], np.ndarray]]:
+    """Seconds per run and output of every variant (graph, `_session` options), interleaved run by run so that
+    load from other processes on the machine hits all of them alike."""
+    sessions = {name: _session(graph_def, **options) for name, (graph_def, options) in variants.items()}
+    results: dict[str, tuple[list[float], np.ndarray]] = {name: ([], None) for name in sessions}
     try:
         for i in range(warmup + runs):
-            for k, (sess, fetch, inp) in enumerate(sessions):
+            for name, (sess, fetch, inp) in sessions.items():
                 start = time.perf_counter()
-                outs[k] = sess.run(fetch, {inp: x})
+                out = sess.run(fetch, {inp: x})
+                times = results[name][0]
                 if i >= warmup:
-                    times[k].append(time.perf_counter() - start)
+                    times.append(time.perf_counter() - start)
+                results[name] = (times, out)
     finally:
-        for sess, _, _ in sessions:
+        for sess, _, _ in sessions.values():
             sess.close()
-    return times[0], times[1], outs[0], outs[1]
+    return results
+
+
+def _tf1_cond_graphs(prefix: str) -> tuple[tf.compat.v1.GraphDef, tf.compat.v1.GraphDef]:
+    """The same checkpoint the way TF1 training scripts often exported it, and TF's own optimization of that.
+
+    Batch norm under `tf.cond` on an `is_training` placeholder (TF1 control flow, Switch/Merge), frozen with
+    `convert_variables_to_constants` and nothing else; then `optimize_for_inference_lib.optimize_for_inference`
+    on it. This is the baseline a 1.67x claim for `optimize_for_inference` could have been measured against.
+    The input gets the same in-graph preprocessing as `load_slim` gives the plain graph, so outputs compare.
+    """
+    import tf_slim as slim
+    from tensorflow.python.tools import optimize_for_inference_lib
+    from tf_slim.nets import resnet_v1
+
+    from tf1tune.nets.preprocessing import get_preprocessing
+
+    output = OUTPUT.split(":")[0]
+    tf.compat.v1.disable_control_flow_v2()
+    try:
+        graph = tf.Graph()
+        with graph.as_default():
+            images = tf.compat.v1.placeholder(tf.float32, [None, 224, 224, 3], name="input")
+            is_training = tf.compat.v1.placeholder_with_default(False, [], name="is_training")
+            with slim.arg_scope(resnet_v1.resnet_arg_scope()):
+                preprocessed = get_preprocessing(tf1tune.get_net("resnet_v1_50").preprocessing)(images)
+                resnet_v1.resnet_v1_50(preprocessed, 1000, is_training=is_training)
+            with tf.compat.v1.Session(graph=graph) as sess:
+                tf.compat.v1.train.Saver().restore(sess, prefix)
+                frozen = tf.compat.v1.graph_util.convert_variables_to_constants(sess, graph.as_graph_def(), [output])
+    finally:
+        tf.compat.v1.enable_control_flow_v2()
+    optimized = optimize_for_inference_lib.optimize_for_inference(frozen, ["input"], [output],
+                                                                  tf.float32.as_datatype_enum)
+    return frozen, optimized
 
 
 def _float_ops(graph_def: tf.compat.v1.GraphDef, batch: int) -> int:
@@ -136,6 +171,7 @@ def main() -> None:
         fast = optimize(frozen.graph_def, frozen.inputs, frozen.outputs)
         check_fast = verify(source, fast, frozen.inputs, frozen.outputs, batch=2)
         t_optimize = time.perf_counter() - start
+        tf1_frozen, tf1_optimized = _tf1_cond_graphs(prefix)
 
     ops = lambda g: sum(1 for n in g.node if n.op != "Const")  # noqa: E731
     print(f"freeze + verify:   {t_freeze:.1f} s  ({ops(frozen.graph_def)} non-const nodes; {check.line()})")
@@ -143,32 +179,45 @@ def main() -> None:
     print(f"peak memory (ru_maxrss): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
     x = np.random.default_rng(1).uniform(0, 255, (args.batch, 224, 224, 3)).astype(np.float32)
-    plain_t, fast_t, plain_out, fast_out = _time_pair(frozen.graph_def, fast, x, args.runs)
-    med = statistics.median
-    print(f"inference, batch {args.batch}, {args.runs} runs each, interleaved (CPU, {os.cpu_count()} cores):")
-    print(f"  plain frozen: median {med(plain_t) * 1000:.0f} ms, min {min(plain_t) * 1000:.0f} ms")
-    print(f"  optimized:    median {med(fast_t) * 1000:.0f} ms, min {min(fast_t) * 1000:.0f} ms")
-    print(f"  speed-up:     {med(plain_t) / med(fast_t):.2f}x on medians, {min(plain_t) / min(fast_t):.2f}x on minima")
-    raw_plain, raw_fast, _, _ = _time_pair(frozen.graph_def, fast, x, args.runs, grappler=False)
-    print(f"  with the session's own grappler rewrites switched off: plain {med(raw_plain) * 1000:.0f} ms, "
-          f"optimized {med(raw_fast) * 1000:.0f} ms, {med(raw_plain) / med(raw_fast):.2f}x on medians")
-    diff = float(np.max(np.abs(plain_out - fast_out)))
+    on, off, bf16 = {"grappler": True}, {"grappler": False}, {"grappler": True, "bfloat16": True}
+    results = _time_all({
+        "plain": (frozen.graph_def, on), "optimized": (fast, on),
+        "plain, no grappler": (frozen.graph_def, off), "optimized, no grappler": (fast, off),
+        "optimized, bfloat16": (fast, bf16),
+        "TF1 cond graph": (tf1_frozen, on), "TF1 cond graph + optimize_for_inference": (tf1_optimized, on),
+    }, x, args.runs)
+    med = {name: statistics.median(times) for name, (times, _) in results.items()}
+    low = {name: min(times) for name, (times, _) in results.items()}
+    plain_out = results["plain"][1]
     scale = float(np.max(np.abs(plain_out)))
-    print(f"  max |plain - optimized| = {diff:.3g} (max |plain| = {scale:.3g}, relative {diff / scale:.3g})")
+    rel = {name: float(np.max(np.abs(out - plain_out))) / scale for name, (_, out) in results.items()}
+    ms = lambda name: f"median {med[name] * 1000:.0f} ms, min {low[name] * 1000:.0f} ms"  # noqa: E731
+
+    print(f"inference, batch {args.batch}, {args.runs} runs of each graph, interleaved (CPU, {os.cpu_count()} cores):")
+    print(f"  plain frozen: {ms('plain')}")
+    print(f"  optimized:    {ms('optimized')}")
+    print(f"  speed-up:     {med['plain'] / med['optimized']:.2f}x on medians, "
+          f"{low['plain'] / low['optimized']:.2f}x on minima; relative output difference {rel['optimized']:.2g}")
+    print(f"  with the session's own grappler rewrites switched off: plain {med['plain, no grappler'] * 1000:.0f} ms, "
+          f"optimized {med['optimized, no grappler'] * 1000:.0f} ms, "
+          f"{med['plain, no grappler'] / med['optimized, no grappler']:.2f}x on medians")
 
     flops = _float_ops(fast, args.batch)
     peak = _matmul_rate()
-    plain_rate, fast_rate = flops / med(plain_t), flops / med(fast_t)
+    plain_rate, fast_rate = flops / med["plain"], flops / med["optimized"]
     print(f"what limits it: {flops / 1e9:.1f} GFLOP per batch of {args.batch}; a 4096x4096 float32 matmul runs at "
           f"{peak / 1e9:.0f} GFLOP/s here")
     print(f"  plain frozen reaches {plain_rate / 1e9:.0f} GFLOP/s ({plain_rate / peak:.0%} of that), optimized "
           f"{fast_rate / 1e9:.0f} GFLOP/s ({fast_rate / peak:.0%}); float32 speed-up left at most "
           f"{peak / plain_rate:.2f}x over plain")
-    bf_plain, bf_fast, bf_plain_out, bf_out = _time_pair(frozen.graph_def, fast, x, args.runs, fast_bfloat16=True)
-    bf_rel = float(np.max(np.abs(bf_out - bf_plain_out))) / float(np.max(np.abs(bf_plain_out)))
-    print(f"  not counted: optimized with oneDNN bfloat16 auto mixed precision {med(bf_fast) * 1000:.0f} ms vs plain "
-          f"{med(bf_plain) * 1000:.0f} ms, {med(bf_plain) / med(bf_fast):.2f}x, but relative difference "
-          f"{bf_rel:.2g} (outside the 1e-05 tolerance)")
+    tf1, tf1_opt = "TF1 cond graph", "TF1 cond graph + optimize_for_inference"
+    print(f"  TF1-style graph (batch norm under tf.cond on is_training, convert_variables_to_constants only): "
+          f"{med[tf1] * 1000:.0f} ms; after TF's optimize_for_inference {med[tf1_opt] * 1000:.0f} ms "
+          f"({med[tf1] / med[tf1_opt]:.2f}x; relative difference to plain {rel[tf1]:.2g} before, {rel[tf1_opt]:.2g} after); plain over it "
+          f"{med[tf1] / med['plain']:.2f}x, optimized over it {med[tf1] / med['optimized']:.2f}x")
+    print(f"  not counted: optimized with oneDNN bfloat16 auto mixed precision {med['optimized, bfloat16'] * 1000:.0f} ms, "
+          f"{med['plain'] / med['optimized, bfloat16']:.2f}x over plain, but relative difference "
+          f"{rel['optimized, bfloat16']:.2g} (outside the 1e-05 tolerance)")
 
 
 if __name__ == "__main__":
