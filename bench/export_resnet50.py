@@ -1,6 +1,6 @@
 """Benchmark (run on demand, not a test): export a slim ResNet-50 and time the plain vs the optimized frozen graph.
 
-    /work/venv/bin/python bench/export_resnet50.py [--runs 10] [--batch 8]
+    python bench/export_resnet50.py [--runs 10] [--batch 8]
 
 The net is `tf1tune.load_slim("resnet_v1_50", num_classes=1000)` with random initial weights, saved to a
 temporary checkpoint and reloaded from it (the way a real checkpoint is exported). Batch norm moving statistics
@@ -14,7 +14,9 @@ session creation, so on the default runtime the offline optimization mostly save
 
 Last, what limits the speed-up: the net's floating-point work at this batch (TF's profiler), the rate a large
 float32 matrix product reaches on this machine in the same process (the practical float32 ceiling), the rate each
-graph reaches, and so the largest speed-up any float32 rewrite could still give. For contrast it times the
+graph reaches, and so the largest speed-up any float32 rewrite could still give. It also times a TF1-style
+graph of the same checkpoint (batch norm under `tf.cond` on an `is_training` placeholder, frozen with
+`convert_variables_to_constants` only) before and after TF's `optimize_for_inference`. For contrast it times the
 optimized graph with the runtime's oneDNN bfloat16 auto mixed precision, which computes in reduced precision and
 so is outside the export tolerance: shown, not counted.
 """
