@@ -39,6 +39,7 @@ from tensorflow.core.protobuf import rewriter_config_pb2
 from tf1tune.export import freeze_model, optimize, session_runner, verify
 
 OUTPUT = "resnet_v1_50/logits/BiasAdd:0"
+SIZE = 224  # input height and width
 
 
 def _checkpoint(folder: str) -> str:
@@ -71,24 +72,23 @@ def _session(graph_def: tf.compat.v1.GraphDef, grappler: bool,
 
 
 def _time_all(variants: dict[str, tuple[tf.compat.v1.GraphDef, dict[str, bool]]], x: np.ndarray, runs: int,
-              warmup: int = 2) -> dict[str, tuple[list[float], np.ndarray]]:
-    """Seconds per run and output of every variant (graph, `_session` options), interleaved run by run so that
-    load from other processes on the machine hits all of them alike."""
+              warmup: int = 2) -> tuple[dict[str, list[float]], dict[str, np.ndarray]]:
+    """Seconds per run and last output of every variant (graph, `_session` options), interleaved run by run so
+    that load from other processes on the machine hits all of them alike."""
     sessions = {name: _session(graph_def, **options) for name, (graph_def, options) in variants.items()}
-    results: dict[str, tuple[list[float], np.ndarray]] = {name: ([], None) for name in sessions}
+    times: dict[str, list[float]] = {name: [] for name in sessions}
+    outputs: dict[str, np.ndarray] = {}
     try:
         for i in range(warmup + runs):
             for name, (sess, fetch, inp) in sessions.items():
                 start = time.perf_counter()
-                out = sess.run(fetch, {inp: x})
-                times = results[name][0]
+                outputs[name] = sess.run(fetch, {inp: x})
                 if i >= warmup:
-                    times.append(time.perf_counter() - start)
-                results[name] = (times, out)
+                    times[name].append(time.perf_counter() - start)
     finally:
         for sess, _, _ in sessions.values():
             sess.close()
-    return results
+    return times, outputs
 
 
 def _tf1_cond_graphs(prefix: str) -> tuple[tf.compat.v1.GraphDef, tf.compat.v1.GraphDef]:
@@ -110,7 +110,7 @@ def _tf1_cond_graphs(prefix: str) -> tuple[tf.compat.v1.GraphDef, tf.compat.v1.G
     try:
         graph = tf.Graph()
         with graph.as_default():
-            images = tf.compat.v1.placeholder(tf.float32, [None, 224, 224, 3], name="input")
+            images = tf.compat.v1.placeholder(tf.float32, [None, SIZE, SIZE, 3], name="input")
             is_training = tf.compat.v1.placeholder_with_default(False, [], name="is_training")
             with slim.arg_scope(resnet_v1.resnet_arg_scope()):
                 preprocessed = get_preprocessing(tf1tune.get_net("resnet_v1_50").preprocessing)(images)
@@ -129,7 +129,7 @@ def _float_ops(graph_def: tf.compat.v1.GraphDef, batch: int) -> int:
     """Floating-point operations of one run of `graph_def` at `batch` (TF's profiler, input shape made static)."""
     graph = tf.Graph()
     with graph.as_default():
-        x = tf.compat.v1.placeholder(tf.float32, [batch, 224, 224, 3])
+        x = tf.compat.v1.placeholder(tf.float32, [batch, SIZE, SIZE, 3])
         tf.compat.v1.import_graph_def(graph_def, input_map={"input:0": x}, name="")
         options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
         options["output"] = "none"
@@ -180,19 +180,19 @@ def main() -> None:
     print(f"optimize + verify: {t_optimize:.1f} s  ({ops(fast)} non-const nodes; {check_fast.line()})")
     print(f"peak memory (ru_maxrss): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
-    x = np.random.default_rng(1).uniform(0, 255, (args.batch, 224, 224, 3)).astype(np.float32)
+    x = np.random.default_rng(1).uniform(0, 255, (args.batch, SIZE, SIZE, 3)).astype(np.float32)
     on, off, bf16 = {"grappler": True}, {"grappler": False}, {"grappler": True, "bfloat16": True}
-    results = _time_all({
+    times, outputs = _time_all({
         "plain": (frozen.graph_def, on), "optimized": (fast, on),
         "plain, no grappler": (frozen.graph_def, off), "optimized, no grappler": (fast, off),
         "optimized, bfloat16": (fast, bf16),
         "TF1 cond graph": (tf1_frozen, on), "TF1 cond graph + optimize_for_inference": (tf1_optimized, on),
     }, x, args.runs)
-    med = {name: statistics.median(times) for name, (times, _) in results.items()}
-    low = {name: min(times) for name, (times, _) in results.items()}
-    plain_out = results["plain"][1]
+    med = {name: statistics.median(runs) for name, runs in times.items()}
+    low = {name: min(runs) for name, runs in times.items()}
+    plain_out = outputs["plain"]
     scale = float(np.max(np.abs(plain_out)))
-    rel = {name: float(np.max(np.abs(out - plain_out))) / scale for name, (_, out) in results.items()}
+    rel = {name: float(np.max(np.abs(out - plain_out))) / scale for name, out in outputs.items()}
     ms = lambda name: f"median {med[name] * 1000:.0f} ms, min {low[name] * 1000:.0f} ms"  # noqa: E731
 
     print(f"inference, batch {args.batch}, {args.runs} runs of each graph, interleaved (CPU, {os.cpu_count()} cores):")
