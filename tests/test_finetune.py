@@ -18,8 +18,9 @@ import tf1tune
 from tf1tune.checkpoints import checkpoint_values
 from tf1tune.cli import main
 from tf1tune.diff import diff_checkpoints
-from tf1tune.finetune import run_finetune
-from tf1tune.finetune_config import ConfigError, make_config
+from tf1tune.train.loop import run_finetune
+from tf1tune.errors import ConfigError
+from tf1tune.train.config import make_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCE = os.path.join(ROOT, "checkpoints", "digits_cnn")
@@ -161,7 +162,8 @@ def test_kill_minus_nine_then_resume_ends_where_an_uninterrupted_run_ends(tmp_pa
 
 def test_resnet_with_4d_logits_builds_and_trains_only_its_classifier():
     from tf1tune import data as data_lib
-    from tf1tune.finetune import build_task_model, build_training, training_step
+    from tf1tune.train.loop import training_step
+    from tf1tune.train.task import build_task_model, build_training
 
     config = make_config(net="resnet_v1_50", checkpoint=None, num_classes=3, input_size=[32, 32])
     model = build_task_model(config)
@@ -217,7 +219,7 @@ def test_frozen_source_with_an_unfrozen_layer(tmp_path):
 
 
 def test_run_directory_freezes_optimizes_and_verifies_in_one_command(two_phase_run, tmp_path, capsys):
-    from tf1tune.export.run_dir import load_run
+    from tf1tune.train.run_dir import load_run
 
     out = str(tmp_path / "parity.pb")
     assert main(["freeze", "--run-dir", two_phase_run.run_dir, "--optimize", "--out", out]) == 0

@@ -1,4 +1,4 @@
-"""Tests of tf1tune.train_op: what a training step changes, and what it must leave bit-identical."""
+"""Tests of tf1tune.train.train_op and tf1tune.train.batchnorm: what a training step changes, and what it must leave bit-identical."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import tf1tune  # noqa: F401  (compat shim first)
 import tensorflow as tf
 
 from tf1tune.errors import NameNotFoundError, SelectionError, Tf1tuneError
-from tf1tune.train_op import (OPTIMIZERS, batch_norm_to_inference, build_train_op, frozen_batch_norm_updates,
-                              load_mask)
+from tf1tune.train.batchnorm import batch_norm_to_inference, frozen_batch_norm_updates
+from tf1tune.train.train_op import OPTIMIZERS, build_train_op, load_mask
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(8, 4)).astype(np.float32)

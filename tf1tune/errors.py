@@ -54,8 +54,16 @@ class DataError(Tf1tuneError):
     """Training or validation data cannot be used as given (missing, empty, undecodable, labels that do not fit)."""
 
 
+class ConfigError(Tf1tuneError):
+    """A fine-tuning configuration key or value that is not allowed; the message lists what is."""
+
+
 class GraphRepairError(Tf1tuneError):
     """A graph cannot be repaired as asked (unknown tensor, not an input pipeline tensor, bad output path, ...)."""
+
+
+class FinetuneWarning(UserWarning):
+    """Something a fine-tuning run could not do exactly as asked; the message says what and why."""
 
 
 def first_line(error: BaseException) -> str:

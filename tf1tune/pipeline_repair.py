@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from tensorflow.core.framework import graph_pb2
 from tensorflow.core.protobuf import control_flow_pb2, meta_graph_pb2, queue_runner_pb2
 
 from tf1tune import graph_repair
+from tf1tune._fs import atomic_file, check_output
 from tf1tune.errors import GraphRepairError, first_line
 from tf1tune.names import not_found
 
@@ -478,10 +478,9 @@ def repair_file(
     if is_meta != out.endswith(".meta"):
         raise GraphRepairError(f"--out '{out}' must {'' if is_meta else 'not '}end in .meta: the source is a "
                                f"{'MetaGraphDef' if is_meta else 'GraphDef'} and is written as one")
-    if os.path.exists(src) and os.path.exists(out) and os.path.samefile(src, out):
-        raise GraphRepairError(f"--out '{out}' is the source; write to another file")
-    if os.path.exists(out) and not overwrite:
-        raise GraphRepairError(f"'{out}' exists; choose another --out or pass --overwrite")
+    check_output(out, [src] if os.path.exists(src) else [], overwrite, error=GraphRepairError,
+                 is_source="--out '{path}' is the source; write to another file",
+                 exists="'{path}' exists; choose another --out or pass --overwrite")
     proto: GraphOrMeta = meta_graph_pb2.MetaGraphDef() if is_meta else graph_pb2.GraphDef()
     graph_repair.read_proto(src, proto, "MetaGraphDef (.meta)" if is_meta else "GraphDef (.pb)")
     lines: list[str] = []
@@ -501,17 +500,11 @@ def repair_file(
 
 
 def _write_verified(proto: GraphOrMeta, out: str, placeholders: Sequence[str], check_pipeline: bool) -> None:
-    directory = os.path.dirname(os.path.abspath(out))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(out)}.tmp-", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with atomic_file(out) as tmp:
+        with open(tmp, "wb") as f:
             f.write(proto.SerializeToString())
         _verify(tmp, isinstance(proto, meta_graph_pb2.MetaGraphDef), placeholders, check_pipeline)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _verify(path: str, is_meta: bool, placeholders: Sequence[str], check_pipeline: bool) -> None:

@@ -16,8 +16,6 @@ Scopes match at `/` boundaries: `logits` matches `logits` and `logits/w`, not `l
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import tensorflow as tf
 
+from tf1tune._fs import check_output, staged_dir
 from tf1tune.checkpoints import checkpoint_files, read_checkpoint, read_tensor, resolve_checkpoint
 from tf1tune.errors import SurgeryError
 from tf1tune.selection import is_optimizer_state_name, scope_matches
@@ -493,21 +492,19 @@ def _check_output(output: str | os.PathLike[str], sources: Sequence[str], overwr
     bases = [s.split("-?????-of-")[0] for s in sources]
     source_files = {os.path.realpath(f) for s in sources for f in _data_files(s)}
     existing = _data_files(out)
-    if os.path.realpath(out) in {os.path.realpath(b) for b in bases} or \
-            any(os.path.realpath(f) in source_files for f in existing):
-        raise SurgeryError(f"--out '{output}' is the source checkpoint; write to another prefix")
-    if existing and not overwrite:
-        raise SurgeryError(f"a checkpoint exists at '{output}' ({os.path.basename(existing[0])}); "
-                           "choose another --out or pass --overwrite")
-    return out
+    shown = os.path.basename(existing[0]) if existing else ""
+    overwrites_source = any(os.path.realpath(f) in source_files for f in existing)  # another name, the same files
+    return check_output(text, bases + ([text] if overwrites_source else []), overwrite,
+                        error=SurgeryError, existing=bool(existing),
+                        is_source="--out '{path}' is the source checkpoint; write to another prefix",
+                        exists=f"a checkpoint exists at '{{path}}' ({shown}); choose another --out or pass --overwrite")
 
 
 def _write(values: Mapping[str, tuple[np.ndarray, tf.DType]], out: str, sources: Sequence[str]) -> int:
     """Save `values` as a V2 checkpoint at `out`, verified, then moved into place; returns the entry count."""
     directory, base = os.path.split(out)
     os.makedirs(directory, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{base}.tmp-", dir=directory)
-    try:
+    with staged_dir(out) as tmp:
         tmp_prefix = os.path.join(tmp, base)
         _save(values, tmp_prefix)
         _verify(values, tmp_prefix)
@@ -524,8 +521,6 @@ def _write(values: Mapping[str, tuple[np.ndarray, tf.DType]], out: str, sources:
         if replaced and os.path.isfile(out + ".meta"):
             warnings.warn(f"{out}.meta belongs to the checkpoint that was replaced; delete or regenerate it",
                           stacklevel=3)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     source_dirs = {os.path.realpath(os.path.dirname(os.path.abspath(s))) for s in sources}
     if os.path.realpath(directory) in source_dirs:
         warnings.warn(f"wrote {base} next to its source; the directory's checkpoint state file is left as it is, "
@@ -569,23 +564,16 @@ def _verify(values: Mapping[str, tuple[np.ndarray, tf.DType]], prefix: str) -> N
 
 
 def _write_state(directory: str, base: str) -> None:
-    """Make `base` the directory's latest checkpoint in its `checkpoint` state file (relative paths)."""
-    from google.protobuf import text_format
-    from tensorflow.python.training import checkpoint_state_pb2
-
-    path = os.path.join(directory, "checkpoint")
+    """Make `base` the directory's latest checkpoint in its `checkpoint` state file (relative paths), with TF's own
+    writer (`update_checkpoint_state`, atomic); checkpoints it listed that still exist stay listed."""
     listed: list[str] = []
-    if os.path.isfile(path):
+    if os.path.isfile(os.path.join(directory, "checkpoint")):
         try:
             state = tf.train.get_checkpoint_state(directory)
-        except Exception:  # a garbled state file is replaced
+        except Exception:  # noqa: BLE001  (a garbled state file of any kind is replaced)
             state = None
         if state:
             listed = [os.path.basename(p) for p in state.all_model_checkpoint_paths
                       if _data_files(os.path.join(directory, os.path.basename(p)))]
     listed = [p for p in listed if p != base] + [base]
-    state = checkpoint_state_pb2.CheckpointState(model_checkpoint_path=base, all_model_checkpoint_paths=listed)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text_format.MessageToString(state))
-    os.replace(tmp, path)
+    tf.compat.v1.train.update_checkpoint_state(directory, base, all_model_checkpoint_paths=listed)

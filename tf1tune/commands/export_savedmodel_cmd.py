@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from tf1tune.commands.freeze_cmd import add_source_arguments, freeze_and_verify
+from tf1tune.commands.freeze_cmd import add_source_arguments, export_options
 
 HELP = "export a model as a verified SavedModel with a serving_default signature"
 EPILOG = """examples:
@@ -27,16 +27,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Freeze, verify, export, verify again; print both verification lines and where it wrote."""
-    from tf1tune.export import export_saved_model
+    from tf1tune.export import export_model
     from tf1tune.export.saved_model import signature_keys
 
-    _, frozen, check = freeze_and_verify(args)
-    print("frozen graph " + check.line())
+    result = export_model(**export_options(args), saved_model=args.out)
+    frozen = result.frozen
+    print("frozen graph " + result.check.line())
     for note in frozen.notes:
         print(f"note: {note}")
-    saved = export_saved_model(frozen.graph_def, frozen.inputs, frozen.outputs, args.out, rtol=args.rtol,
-                               atol=args.atol)
-    print("SavedModel " + saved.line())
+    assert result.saved_model_check is not None  # saved_model was given
+    print("SavedModel " + result.saved_model_check.line())
     keys_in, keys_out = signature_keys(frozen.inputs), signature_keys(frozen.outputs)
     print(f"wrote {args.out} (serving_default: inputs {', '.join(keys_in.values())}; "
           f"outputs {', '.join(keys_out.values())})")

@@ -2,14 +2,13 @@
 
 The model is loaded (`SOURCE`, `--meta` or `--net`), its checkpoint restored, put into inference mode and frozen
 (`tf1tune.export.freeze_model`), optionally optimized, then run side by side with the live session on the same
-inputs; only when the outputs agree within the tolerance is the `.pb` written (atomically). The helpers here are
-shared with `export-savedmodel`.
+inputs; only when the outputs agree within the tolerance is the `.pb` written (atomically). The work is
+`tf1tune.export.export_model`; the source arguments here are shared with `export-savedmodel`.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
 HELP = "freeze a model (checkpoint values as constants, inference mode) into a verified .pb"
@@ -67,145 +66,32 @@ def _split(text: str | None) -> list[str] | None:
     return [s.strip() for s in text.split(",") if s.strip()] if text else None
 
 
-def load_source(args: argparse.Namespace) -> Any:
-    """The handle picked by SOURCE, `--meta` or `--net` (exactly one)."""
-    import tf1tune
-    from tf1tune.errors import Tf1tuneError
-
-    given = [x for x in (args.source, args.meta, args.net) if x]
-    if len(given) != 1:
-        raise Tf1tuneError(f"give exactly one of SOURCE, --meta PATH, --net NAME or --run-dir RUN (got {len(given)}); "
-                           "e.g. tf1tune freeze checkpoints/digits_cnn --outputs DigitsCNN/Predictions/Softmax --out m.pb")
-    if args.num_classes is not None and not args.net:
-        raise Tf1tuneError("--num-classes only applies to --net NAME")
-    options = {"checkpoint": args.checkpoint} if args.checkpoint else {}
-    if args.net:
-        if args.num_classes is not None:
-            options["num_classes"] = args.num_classes or None
-        return tf1tune.load_slim(args.net, **options)
-    if args.meta:
-        return tf1tune.load_meta(args.meta, **options)
-    from tf1tune.checkpoints import resolve_checkpoint
-    from tf1tune.loaders import detect_kind, find_meta
-
-    if args.checkpoint and detect_kind(args.source) == "checkpoint":  # the source names the graph, --checkpoint the weights
-        meta = find_meta(resolve_checkpoint(args.source))
-        if meta is None:
-            raise Tf1tuneError(f"'{args.source}' has no .meta graph next to it; give the graph with --meta PATH")
-        return tf1tune.load_meta(meta, **options)
-    return tf1tune.load(args.source, **options)
-
-
-def source_files(handle: Any) -> list[str]:
-    """Every file the handle was loaded from, as real paths: never to be written to.
-
-    That is the source file (or every file under a SavedModel directory), every file of its checkpoint
-    (`tf1tune.checkpoints.checkpoint_files`: `.index`, `.data-*` shards, V1 files, `.meta`) and the `checkpoint`
-    state file of the checkpoint's directory.
-
-    Args:
-        handle: A loaded `ModelHandle`.
-
-    Returns:
-        Sorted real paths of the files that exist.
-    """
-    from tf1tune.checkpoints import checkpoint_files
-
-    found: set[str] = set()
-    source = handle.source
-    if os.path.isdir(source):
-        for folder, _, names in os.walk(source):
-            found.update(os.path.join(folder, n) for n in names)
-    elif os.path.isfile(source):
-        found.add(source)
-    if handle.checkpoint:
-        found.update(checkpoint_files(handle.checkpoint))
-        found.add(os.path.join(os.path.dirname(handle.checkpoint) or ".", "checkpoint"))
-    return sorted(os.path.realpath(f) for f in found if os.path.isfile(f))
-
-
-def _check_out(handle: Any, outputs: dict[str, str | None], overwrite: bool | None) -> None:
-    """Refuse output paths that would write over the source (sources are never written to).
-
-    Args:
-        handle: The loaded source.
-        outputs: Flag (`--out`, `--onnx`) -> path given, None when not given.
-        overwrite: None: existing outputs are the caller's concern; False: refuse an existing output file;
-            True: allow replacing it.
-    """
-    from tf1tune.errors import Tf1tuneError
-
-    own = set(source_files(handle))
-    saved_model = os.path.realpath(handle.source) if handle.kind == "saved_model" and os.path.isdir(handle.source) \
-        else None
-    given = {flag: path for flag, path in outputs.items() if path}
-    for flag, path in given.items():
-        target = os.path.realpath(path)
-        if target in own:
-            raise Tf1tuneError(f"{flag} '{path}' is a file of the source; write the export somewhere else")
-        if saved_model and (target == saved_model or target.startswith(saved_model + os.sep)):
-            raise Tf1tuneError(f"{flag} '{path}' is inside the source SavedModel '{handle.source}'; "
-                               "write the export somewhere else")
-        if overwrite is False and os.path.exists(path):
-            raise Tf1tuneError(f"{flag} '{path}' exists; choose another {flag} or pass --overwrite")
-    targets = [os.path.realpath(p) for p in given.values()]
-    if len(set(targets)) < len(targets):
-        raise Tf1tuneError("--out and --onnx are the same file; give them different paths")
-
-
-def freeze_and_verify(args: argparse.Namespace) -> tuple[Any, Any, Any]:
-    """Load, freeze, optionally optimize and verify; returns `(handle, FrozenModel, Verification)`."""
-    from tf1tune.export import freeze_model, optimize, session_runner, verify
+def export_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of `tf1tune.export.export_model` that the source arguments give."""
     from tf1tune.export.freeze import parse_setting
-    from tf1tune.export.verify import source_batch
 
-    from tf1tune.errors import Tf1tuneError
-
-    inputs, outputs, feeds = _split(args.inputs), _split(args.outputs), None
-    if args.run_dir:
-        from tf1tune.export.run_dir import load_run
-
-        if args.source or args.meta or args.net:
-            raise Tf1tuneError("--run-dir replaces SOURCE, --meta and --net; give only one of them")
-        run = load_run(args.run_dir)
-        handle = run.handle
-        inputs, outputs = inputs or [run.input], outputs or [run.probabilities]
-        feeds = {inputs[0]: run.validation_images}
-    else:
-        handle = load_source(args)
-    # freeze checks existing outputs here (--overwrite); export-savedmodel requires a new or empty directory itself
-    _check_out(handle, {"--out": args.out, "--onnx": getattr(args, "onnx", None)}, getattr(args, "overwrite", None))
-    settings = dict(parse_setting(s) for s in args.settings)
-    if not outputs:
-        raise Tf1tuneError("--outputs is required (except with --run-dir); e.g. --outputs DigitsCNN/Predictions/Softmax")
-    frozen = freeze_model(handle, outputs, inputs, settings)
-    if args.optimize:
-        frozen.graph_def = optimize(frozen.graph_def, frozen.inputs, frozen.outputs)
-    check = verify(session_runner(handle, frozen.outputs, frozen.settings), frozen.graph_def, frozen.inputs,
-                   frozen.outputs, feeds=feeds, rtol=args.rtol, atol=args.atol,
-                   batch=source_batch(handle, frozen.inputs), seed=args.seed)
-    return handle, frozen, check
+    return {"source": args.source, "meta": args.meta, "net": args.net, "num_classes": args.num_classes,
+            "checkpoint": args.checkpoint, "run_dir": args.run_dir, "outputs": _split(args.outputs),
+            "inputs": _split(args.inputs), "settings": dict(parse_setting(s) for s in args.settings),
+            "optimize": args.optimize, "rtol": args.rtol, "atol": args.atol, "seed": args.seed}
 
 
 def run(args: argparse.Namespace) -> int:
     """Freeze, verify, write; print the verification line and where it wrote."""
-    from tf1tune.export import write_graph_def
+    from tf1tune.export import export_model
 
-    _, frozen, check = freeze_and_verify(args)
-    print(check.line())
+    result = export_model(**export_options(args), pb=args.out, onnx=args.onnx, opset=args.opset,
+                          overwrite=args.overwrite)
+    frozen = result.frozen
+    print(result.check.line())
     for note in frozen.notes:
         print(f"note: {note}")
     if frozen.settings:
         print("set: " + ", ".join(f"{k}={v.tolist()}" for k, v in frozen.settings.items()))
-    if args.onnx:  # checked before anything is written
-        from tf1tune.export import export_onnx
-
-        onnx_check = export_onnx(frozen.graph_def, frozen.inputs, frozen.outputs, args.onnx, opset=args.opset,
-                                 rtol=args.rtol, atol=args.atol)
-        print("ONNX (onnxruntime vs frozen graph) " + onnx_check.line())
-    path = write_graph_def(frozen.graph_def, args.out)
-    print(f"wrote {path} ({len(frozen.graph_def.node)} nodes; inputs {', '.join(frozen.inputs)}; "
+    if result.onnx_check:
+        print("ONNX (onnxruntime vs frozen graph) " + result.onnx_check.line())
+    print(f"wrote {result.written[0]} ({len(frozen.graph_def.node)} nodes; inputs {', '.join(frozen.inputs)}; "
           f"outputs {', '.join(frozen.outputs)})")
-    if args.onnx:
-        print(f"wrote {os.path.abspath(args.onnx)}")
+    for path in result.written[1:]:
+        print(f"wrote {path}")
     return 0

@@ -8,6 +8,7 @@
 | `export_saved_model`  | `saved_model`   | a frozen graph as a SavedModel with a `serving_default` signature  |
 | `export_onnx`         | `onnx_export`   | ONNX through tf2onnx, checked with onnxruntime (optional `onnx` extra) |
 | `write_graph_def`     | `_io`           | atomic write (temp file in the same directory, then `os.replace`)  |
+| `export_model`        | `pipeline`      | all of it: load, check outputs, freeze, optimize, verify, write    |
 
 Nothing is written before verification passes, and the source files are only ever read.
 """
@@ -18,8 +19,10 @@ from tf1tune.export._io import read_graph_def, write_graph_def
 from tf1tune.export.freeze import FrozenModel, freeze, freeze_model
 from tf1tune.export.onnx_export import export_onnx
 from tf1tune.export.optimize import optimize
+from tf1tune.export.pipeline import ExportResult, export_model, load_source, source_files
 from tf1tune.export.saved_model import export_saved_model
 from tf1tune.export.verify import Verification, random_feeds, run_graph_def, session_runner, verify
 
-__all__ = ["FrozenModel", "Verification", "export_onnx", "export_saved_model", "freeze", "freeze_model", "optimize",
-           "random_feeds", "read_graph_def", "run_graph_def", "session_runner", "verify", "write_graph_def"]
+__all__ = ["ExportResult", "FrozenModel", "Verification", "export_model", "export_onnx", "export_saved_model", "freeze",
+           "freeze_model", "load_source", "optimize", "random_feeds", "read_graph_def", "run_graph_def", "session_runner",
+           "source_files", "verify", "write_graph_def"]

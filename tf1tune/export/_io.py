@@ -6,7 +6,7 @@ import os
 
 from tensorflow.core.framework import graph_pb2
 
-from tf1tune._fs import write_atomic
+from tf1tune._fs import require_folder, write_atomic
 from tf1tune.errors import ExportError
 
 
@@ -38,10 +38,7 @@ def write_graph_def(graph_def: graph_pb2.GraphDef, path: str | os.PathLike[str])
     Raises:
         ExportError: The directory does not exist or the graph is over protobuf's 2 GB limit.
     """
-    target = os.path.abspath(os.fspath(path))
-    folder = os.path.dirname(target)
-    if not os.path.isdir(folder):
-        raise ExportError(f"cannot write '{os.fspath(path)}': directory '{folder}' does not exist; create it first")
+    target = require_folder(path, ExportError)
     if graph_def.ByteSize() >= 2**31:
         raise ExportError(f"the frozen graph is {graph_def.ByteSize() / 2**30:.1f} GB, over protobuf's 2 GB limit; "
                           "export a SavedModel instead")

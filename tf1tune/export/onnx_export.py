@@ -14,7 +14,8 @@ import numpy as np
 from tensorflow.core.framework import graph_pb2
 
 from tf1tune.errors import EnvironmentProblem, ExportError, first_line
-from tf1tune.export._io import tensor_name, write_atomic
+from tf1tune._fs import require_folder, write_atomic
+from tf1tune.export._io import tensor_name
 from tf1tune.export.verify import Verification, compare, random_feeds, run_graph_def
 
 
@@ -68,10 +69,6 @@ def export_onnx(
     if failures:
         raise ExportError("the ONNX model does not reproduce the frozen graph: " + "; ".join(failures)
                           + "; nothing was written")
-    target = os.path.abspath(os.fspath(path))
-    folder = os.path.dirname(target)
-    if not os.path.isdir(folder):
-        raise ExportError(f"cannot write '{os.fspath(path)}': directory '{folder}' does not exist; create it first")
-    write_atomic(target, blob)
+    write_atomic(require_folder(path, ExportError), blob)
     n = len(next(iter(data.values()))) if data and np.ndim(next(iter(data.values()))) else 1
     return Verification(max_abs, max_rel, n, rtol, atol)

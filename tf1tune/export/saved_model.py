@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -23,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import graph_pb2
 
+from tf1tune._fs import require_folder, staged_dir
 from tf1tune.errors import ExportError, first_line
 from tf1tune.export._io import tensor_name
 from tf1tune.export.verify import Verification, compare, random_feeds, run_graph_def
@@ -108,21 +107,16 @@ def export_saved_model(
     else:
         graph_def = source
     inputs, outputs = [tensor_name(n) for n in inputs], [tensor_name(n) for n in outputs]
-    target = os.path.abspath(os.fspath(export_dir))
+    target = require_folder(export_dir, ExportError)
     if os.path.exists(target) and (not os.path.isdir(target) or os.listdir(target)):
         raise ExportError(f"'{os.fspath(export_dir)}' already exists and is not an empty directory; "
                           "give a new directory with --out")
-    parent = os.path.dirname(target)
-    if not os.path.isdir(parent):
-        raise ExportError(f"cannot write '{os.fspath(export_dir)}': directory '{parent}' does not exist; create it first")
-    tmp_root = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.", dir=parent)
-    try:
+    with staged_dir(target) as tmp_root:
         staged = os.path.join(tmp_root, "saved_model")
         try:
             _build(graph_def, inputs, outputs, staged)
         except (ValueError, KeyError, tf.errors.OpError) as e:
-            first = first_line(e)
-            raise ExportError(f"TensorFlow could not build the SavedModel: {first}") from e
+            raise ExportError(f"TensorFlow could not build the SavedModel: {first_line(e)}") from e
         data = {tensor_name(k): v for k, v in (feeds or random_feeds(graph_def, inputs)).items()}
         expected = run_graph_def(graph_def, outputs, data)
         got = run_saved_model(staged, data, outputs)
@@ -133,7 +127,5 @@ def export_saved_model(
         if os.path.isdir(target):
             os.rmdir(target)
         os.replace(staged, target)
-    finally:
-        shutil.rmtree(tmp_root, ignore_errors=True)
     n = len(next(iter(data.values()))) if data and np.ndim(next(iter(data.values()))) else 1
     return Verification(max_abs, max_rel, n, rtol, atol)

@@ -13,20 +13,26 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
-from tf1tune.errors import Tf1tuneError, first_line
+from tf1tune.errors import ConfigError, first_line
 from tf1tune.names import closest
+from tf1tune.train.train_op import OPTIMIZERS
+
+__all__ = ["MAIN_JOB", "FinetuneConfig", "Phase", "check_runnable", "cli_flags", "make_config", "validate"]
 
 
-class ConfigError(Tf1tuneError):
-    """A fine-tuning configuration key or value that is not allowed; the message lists what is."""
-
-
-OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop")
+def _flag(default: Any, help: str, **argparse_options: Any) -> Any:
+    """A config field that is also a `tf1tune finetune` flag (`--name-with-dashes`); `list`: an empty list."""
+    metadata = {"help": help, "argparse": argparse_options}
+    if default is list:
+        return field(default_factory=list, metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
@@ -50,36 +56,37 @@ class Phase:
 class FinetuneConfig:
     """Everything a fine-tuning run needs; see README "Fine-tuning" for the meaning of each key."""
 
-    net: str | None = None
-    meta: str | None = None
-    frozen: str | None = None
-    input: str | None = None
-    checkpoint: str | None = None
-    endpoint: str | None = None
-    head: str | None = None
-    input_size: list[int] | None = None
-    num_classes: int | None = None
-    exclude_scopes: list[str] = field(default_factory=list)
-    trainable_scopes: list[str] = field(default_factory=list)
+    net: str | None = _flag(None, "registered net name (tf1tune nets)")
+    meta: str | None = _flag(None, ".meta graph to fine-tune (with --input and --endpoint)")
+    frozen: str | None = _flag(None, "frozen .pb to fine-tune (with --input and --endpoint)")
+    input: str | None = _flag(None, "input tensor name for --meta/--frozen")
+    checkpoint: str | None = _flag(None, "checkpoint to start from (prefix, file or directory)")
+    endpoint: str | None = _flag(None, "tensor to graft the new head on (--meta/--frozen)")
+    head: str | None = _flag(None, "head spec for --meta/--frozen, e.g. 'global_pool, dropout(0.2), dense(5)'")
+    input_size: list[int] | None = _flag(None, "--net only: input size (default: the net's)",
+                                         type=int, nargs=2, metavar=("H", "W"))
+    num_classes: int | None = _flag(None, "classes of the new task")
+    exclude_scopes: list[str] = _flag(list, "comma-separated scopes left out of the restore")
+    trainable_scopes: list[str] = _flag(list, "comma-separated scopes to train (default: the classifier or new head)")
     lr_multipliers: dict[str, float] = field(default_factory=dict)
     regex_scopes: bool = False
     masks: dict[str, Any] = field(default_factory=dict)
     phases: list[Phase] = field(default_factory=list)
-    train_data: str | None = None
-    val_data: str | None = None
-    val_fraction: float = 0.2
-    steps: int = 200
-    batch_size: int = 64
-    learning_rate: float = 0.05
-    optimizer: str = "momentum"
-    clip_norm: float | None = None
+    train_data: str | None = _flag(None, "class folders, .npz, TFRecords, or a named task (digits-parity:train)")
+    val_data: str | None = _flag(None, "validation data (default: a split of the training data)")
+    val_fraction: float = _flag(0.2, "validation split when no --val-data")
+    steps: int = _flag(200, "training steps (single phase)")
+    batch_size: int = _flag(64, "batch size")
+    learning_rate: float = _flag(0.05, "learning rate (single phase)")
+    optimizer: str = _flag("momentum", "the optimizer: " + ", ".join(OPTIMIZERS))
+    clip_norm: float | None = _flag(None, "clip gradients to this global norm")
     augment: dict[str, Any] = field(default_factory=dict)
-    out: str | None = None
-    resume: bool = False
-    overwrite: bool = False
-    seed: int = 0
-    checkpoint_every: int = 50
-    keep_checkpoints: int = 3
+    out: str | None = _flag(None, "run directory (checkpoints, events, metrics.json)")
+    resume: bool = _flag(False, "continue from the run's last checkpoint")
+    overwrite: bool = _flag(False, "delete an existing run directory first")
+    seed: int = _flag(0, "seed of data order, augmentation and initialisation")
+    checkpoint_every: int = _flag(50, "save every N steps")
+    keep_checkpoints: int = _flag(3, "checkpoints kept in the run directory")
     log_every: int = 10
     histograms: list[str] = field(default_factory=list)
 
@@ -107,10 +114,42 @@ _PHASE_FIELDS = {f.name for f in dataclasses.fields(Phase)}
 MAIN_JOB = {"net": "digits_cnn", "checkpoint": "checkpoints/digits_cnn", "num_classes": 2,
             "train_data": "digits-parity:train", "val_data": "digits-parity:val", "out": "runs/digits-parity"}
 
-_FLOATS = {"learning_rate", "val_fraction", "clip_norm"}
-_INTS = {"steps", "batch_size", "num_classes", "seed", "checkpoint_every", "keep_checkpoints", "log_every"}
-_BOOLS = {"resume", "overwrite", "regex_scopes"}
-_MAPPINGS = {"lr_multipliers", "masks", "augment"}
+
+def _plain(hint: Any) -> Any:
+    """The plain type a field's values take: `int` for `int | None`, `list` for `list[str]`, `dict` for `dict[...]`."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    return typing.get_origin(hint) or hint
+
+
+_HINTS = {**typing.get_type_hints(Phase), **typing.get_type_hints(FinetuneConfig)}
+_KINDS = {name: _plain(hint) for name, hint in _HINTS.items()}
+_FLOATS = {k for k, t in _KINDS.items() if t is float}
+_INTS = {k for k, t in _KINDS.items() if t is int}
+_BOOLS = {k for k, t in _KINDS.items() if t is bool}
+_MAPPINGS = {k for k, t in _KINDS.items() if t is dict}
+_SCOPE_LISTS = {name for name in _FIELDS if _HINTS[name] == list[str]}  # also given as "a, b"
+
+
+def cli_flags() -> list[tuple[str, str, dict[str, Any]]]:
+    """`(flag, field name, argparse options)` of every config field that is a `tf1tune finetune` flag.
+
+    Flags, types and defaults come from the fields themselves: `--batch-size` is `batch_size: int = 64`. Every
+    flag defaults to None (not given), so that the config file and then the field's default apply.
+    """
+    flags = []
+    for f in dataclasses.fields(FinetuneConfig):
+        if "help" not in f.metadata:
+            continue
+        options = dict(f.metadata["argparse"])
+        shown = f.default if f.default is not dataclasses.MISSING else None
+        help_text = f.metadata["help"] + (f" (default {shown})" if shown is not None and shown is not False else "")
+        if _KINDS[f.name] is bool:
+            options["action"] = "store_true"
+        elif _KINDS[f.name] in (int, float):
+            options.setdefault("type", _KINDS[f.name])
+        flags.append((f"--{f.name.replace('_', '-')}", f.name, {"default": None, "help": help_text, **options}))
+    return flags
 
 
 def _coerce(key: str, value: Any, where: str = "") -> Any:
@@ -195,7 +234,7 @@ def make_config(file: str | os.PathLike[str] | None = None, **overrides: Any) ->
     if not any(values.get(k) for k in ("net", "meta", "frozen")):
         values = {**MAIN_JOB, **values}
     values = {k: _coerce(k, v) for k, v in values.items()}
-    for key in ("exclude_scopes", "trainable_scopes", "histograms"):
+    for key in _SCOPE_LISTS:
         if key in values:
             values[key] = _as_list(values[key])
     if "phases" in values:
@@ -249,3 +288,16 @@ def validate(config: FinetuneConfig) -> None:
             raise ConfigError(f"lr multiplier of '{scope}' must be a number >= 0 (0 freezes), got {m!r}")
     if config.resume and config.overwrite:
         raise ConfigError("--resume and --overwrite exclude each other: resume continues the run, overwrite deletes it")
+
+
+def check_runnable(config: FinetuneConfig) -> None:
+    """What a run needs beyond valid values: the new head's endpoint and class count for an imported graph,
+    training data and a run directory (a config without them is valid, e.g. to inspect a net's defaults)."""
+    if config.net is None and not config.endpoint:
+        raise ConfigError("--endpoint (the tensor to graft the new head on) is required with --meta or --frozen")
+    if config.net is None and not config.num_classes:
+        raise ConfigError("--num-classes is required with --meta or --frozen (the new head's outputs)")
+    if not config.train_data:
+        raise ConfigError("--train-data is required (class folders, .npz, TFRecords or a named task)")
+    if not config.out:
+        raise ConfigError("--out (the run directory) is required")

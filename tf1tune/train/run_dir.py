@@ -1,18 +1,87 @@
-"""Reading a `tf1tune finetune` run directory for export: last checkpoint, served tensors, validation data."""
+"""A `tf1tune finetune` run directory, written by fine-tuning and read by export: one home for its format.
+
+A run directory holds `config.yaml` (the run's full configuration), `metrics.json` (accuracy before and after,
+parameter counts, and the `input` / `probabilities` tensor names an export serves), `events/` (TensorBoard) and
+the `model.ckpt-STEP` checkpoints with their `checkpoint` state file. `config.yaml` and `metrics.json` are the
+markers that say a directory is a run (`--overwrite` deletes nothing else).
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 import yaml
 
-from tf1tune.errors import BadSourceError, SourceNotFoundError, first_line
-from tf1tune.finetune import read_metrics
+from tf1tune._fs import contains, write_atomic
+from tf1tune.errors import BadSourceError, ConfigError, SourceNotFoundError, first_line
 from tf1tune.handle import ModelHandle
 from tf1tune.loaders import load_meta
+
+CONFIG, METRICS, EVENTS, CHECKPOINT_PREFIX = "config.yaml", "metrics.json", "events", "model.ckpt"
+RUN_MARKERS = (CONFIG, METRICS)  # files that say a directory is a tf1tune run
+
+
+def check_run_dir(out: str | None, sources: Iterable[str], resume: bool, overwrite: bool) -> str:
+    """The run directory's absolute path, after checking that a run may write (or replace) it.
+
+    The run directory may not be, or contain, any source (checkpoint directory, graph, data); an existing run
+    needs `resume` or `overwrite`, and `overwrite` only ever deletes a directory that holds a tf1tune run.
+    """
+    if not out:
+        raise ConfigError("--out (the run directory) is required")
+    run_dir = os.path.realpath(out)
+    for source in sources:
+        if contains(run_dir, source):
+            raise ConfigError(f"--out '{out}' is or contains a source of this run ({os.path.realpath(source)}); "
+                              "choose another run directory (sources are never written to)")
+    has_run = os.path.isdir(run_dir) and tf.train.latest_checkpoint(run_dir) is not None
+    if has_run and not (resume or overwrite):
+        raise ConfigError(f"run directory '{out}' already holds a run; pass --resume to continue it "
+                          "or --overwrite to start again")
+    if overwrite and os.path.isdir(run_dir) and os.listdir(run_dir) \
+            and not any(os.path.isfile(os.path.join(run_dir, m)) for m in RUN_MARKERS):
+        raise ConfigError(f"--overwrite refuses to delete '{out}': it is not a tf1tune run directory "
+                          f"(no {' or '.join(RUN_MARKERS)}); choose an empty or new --out")
+    return run_dir
+
+
+def start_run_dir(run_dir: str, overwrite: bool) -> None:
+    """Create the run directory; with `overwrite` (checked by `check_run_dir`) empty it first."""
+    if overwrite and os.path.isdir(run_dir):
+        shutil.rmtree(run_dir)
+    os.makedirs(run_dir, exist_ok=True)
+
+
+def read_metrics(run_dir: str) -> dict[str, Any]:
+    """A run's `metrics.json` ({} when absent); a damaged one is a one-line error."""
+    path = os.path.join(run_dir, METRICS)
+    if not os.path.isfile(path):
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError) as e:
+        raise BadSourceError(f"'{path}' cannot be read ({e}); restore it or start the run again with --overwrite") from e
+    if not isinstance(data, dict):
+        raise BadSourceError(f"'{path}' does not hold a JSON object; restore it or start again with --overwrite")
+    return data
+
+
+def write_metrics(run_dir: str, metrics: dict[str, Any]) -> None:
+    """Write the run's `metrics.json` atomically."""
+    write_atomic(os.path.join(run_dir, METRICS), json.dumps(metrics, indent=2))
+
+
+def write_config(run_dir: str, config: dict[str, Any]) -> None:
+    """Write the run's `config.yaml` (its configuration as plain data) atomically."""
+    write_atomic(os.path.join(run_dir, CONFIG), yaml.safe_dump(config, sort_keys=False))
 
 VERIFY_IMAGES = 64  # validation images the export is verified on
 
@@ -34,20 +103,19 @@ def load_run(run_dir: str | os.PathLike[str]) -> Run:
         SourceNotFoundError: Not a finished run directory (no checkpoint or no `metrics.json` with the names).
     """
     run_dir = os.fspath(run_dir)
-    metrics_path = os.path.join(run_dir, "metrics.json")
     latest = tf.train.latest_checkpoint(run_dir) if os.path.isdir(run_dir) else None
-    metrics = read_metrics(metrics_path)
+    metrics = read_metrics(run_dir)
     if latest is None or "probabilities" not in metrics:
         raise SourceNotFoundError(f"'{run_dir}' is not a finished `tf1tune finetune` run directory "
                                   "(it needs a checkpoint and metrics.json); run tf1tune finetune --out there first")
     handle = load_meta(latest + ".meta", checkpoint=latest)
-    config = _read_config(os.path.join(run_dir, "config.yaml"))
+    config = _read_config(os.path.join(run_dir, CONFIG))
     shape = handle.tensor(metrics["input"]).shape.as_list()
     images = _validation_images(config, (shape[1], shape[2]), shape[3])
     return Run(handle=handle, input=metrics["input"], probabilities=metrics["probabilities"], validation_images=images)
 
 
-def _read_config(path: str) -> dict:
+def _read_config(path: str) -> dict[str, Any]:
     try:
         with open(path, encoding="utf-8") as f:
             config = yaml.safe_load(f) or {}
@@ -59,7 +127,7 @@ def _read_config(path: str) -> dict:
     return config
 
 
-def _validation_images(config: dict, size: tuple[int, int], channels: int) -> np.ndarray:
+def _validation_images(config: dict[str, Any], size: tuple[int, int], channels: int) -> np.ndarray:
     from tf1tune import data as data_lib
 
     source = config.get("val_data") or config.get("train_data")

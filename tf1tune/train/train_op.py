@@ -1,7 +1,7 @@
-"""The training step of fine-tuning: optimizer, per-scope learning rates, clipping, element-wise freezing, batch norm.
+"""The training step of fine-tuning: optimizer, per-scope learning rates, clipping, element-wise freezing.
 
 Why it exists: fine-tuning a TF1 model rarely trains "everything at one learning rate". The runner
-(`tf1tune.finetune`) trains a chosen set of variables, often with a smaller learning rate for the
+(`tf1tune.train.loop`) trains a chosen set of variables, often with a smaller learning rate for the
 backbone than for a new head, sometimes with single rows or entries of a weight frozen (say, the logits
 of classes that must not change), and with the batch norm of frozen layers left alone. This module builds
 that step in graph mode (`tf.compat.v1`), inside the caller's `with graph.as_default():`.
@@ -23,9 +23,9 @@ How each part is done, and why that way:
   resumed run keeps the original values). Fill it once with `TrainOp.capture_snapshots(sess)` after
   restoring the checkpoint and before the first step; on resume it is restored from the run's own
   checkpoint and must not be captured again.
-- Batch norm of frozen layers: `frozen_batch_norm_updates` drops their moving-average update ops, and
-  `batch_norm_to_inference` rewires a training-mode fused batch norm to normalise with the moving
-  statistics instead of the batch's.
+- Batch norm of frozen layers: `tf1tune.train.batchnorm` drops their moving-average update ops
+  (`frozen_batch_norm_updates`, whose kept ops go in `update_ops` here) and makes them normalise with the
+  moving statistics.
 
 Example:
     >>> with graph.as_default():
@@ -55,8 +55,7 @@ from tf1tune.errors import SelectionError, SourceNotFoundError, Tf1tuneError
 from tf1tune.names import closest, not_found
 from tf1tune.selection import scope_matches
 
-__all__ = ["OPTIMIZERS", "TrainOp", "TrainWarning", "batch_norm_to_inference", "build_train_op",
-           "frozen_batch_norm_updates", "load_mask"]
+__all__ = ["OPTIMIZERS", "TrainOp", "build_train_op", "load_mask"]
 
 # optimizer name -> (class name used in slot names, factory(learning_rate, name))
 _OPTIMIZERS: dict[str, tuple[str, Any]] = {
@@ -67,7 +66,6 @@ _OPTIMIZERS: dict[str, tuple[str, Any]] = {
 }
 OPTIMIZERS: tuple[str, ...] = tuple(_OPTIMIZERS)
 
-_FUSED_BATCH_NORM = frozenset({"FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3"})
 SNAPSHOT_SUFFIX = "frozen_snapshot"
 
 
@@ -400,114 +398,3 @@ def _check_array(mask: np.ndarray, shape: tuple[int, ...], what: str) -> np.ndar
     if tuple(mask.shape) != shape:
         raise Tf1tuneError(f"{what} has shape {list(mask.shape)}, the variable has {list(shape)}")
     return mask
-
-
-def _under(name: str, scopes: Sequence[str], regex: bool) -> bool:
-    return any(scope_matches(name, s, regex) for s in scopes)
-
-
-def frozen_batch_norm_updates(
-    update_ops: Sequence[tf.Operation | tf.Tensor],
-    trainable_scopes: Sequence[str],
-    regex: bool = False,
-) -> tuple[list[tf.Operation | tf.Tensor], list[tf.Operation | tf.Tensor]]:
-    """Split update ops (batch-norm moving averages) into those of trained scopes and the rest.
-
-    An op is kept when its op name lies under one of `trainable_scopes` (the `/`-boundary rule of
-    `tf1tune.selection`), e.g. `DigitsCNN/Conv2d_2/BatchNorm/AssignMovingAvg/...` under `DigitsCNN/Conv2d_2`.
-    Running only the kept ones leaves the moving statistics of frozen layers unchanged.
-
-    Args:
-        update_ops: Usually `graph.get_collection(tf.compat.v1.GraphKeys.UPDATE_OPS)`.
-        trainable_scopes: Scopes trained by the step.
-        regex: Treat the scopes as regular expressions.
-
-    Returns:
-        `(kept, dropped)`, each in the original order.
-    """
-    kept, dropped = [], []
-    for op in update_ops:
-        name = op.op.name if isinstance(op, tf.Tensor) else op.name
-        (kept if _under(name, trainable_scopes, regex) else dropped).append(op)
-    return kept, dropped
-
-
-def _moving_read(graph: tf.Graph, layer: str, stat: str) -> tf.Tensor:
-    """A fresh read of `<layer>/<stat>` (a collection variable, or a ref variable's `/read` tensor)."""
-    target = f"{layer}/{stat}"
-    for v in graph.get_collection(tf.compat.v1.GraphKeys.GLOBAL_VARIABLES):
-        if _name(v) == target:
-            return v.read_value() if hasattr(v, "read_value") else tf.identity(v)
-    try:
-        op = graph.get_operation_by_name(target)
-    except KeyError:
-        op = None
-    if op is not None and op.type == "VarHandleOp":
-        return tf.raw_ops.ReadVariableOp(resource=op.outputs[0], dtype=op.get_attr("dtype"))
-    if op is not None and op.type in ("VariableV2", "Variable"):
-        return tf.identity(op.outputs[0])
-    raise not_found("batch-norm moving statistic", target,
-                    [o.name for o in graph.get_operations() if o.name.startswith(layer + "/")],
-                    hint="batch_norm_to_inference needs the layer's moving_mean and moving_variance variables")
-
-
-def batch_norm_to_inference(graph: tf.Graph, frozen_scopes: Sequence[str], regex: bool = False) -> list[str]:
-    """Make training-mode fused batch norm under `frozen_scopes` normalise with its moving statistics.
-
-    For each `FusedBatchNorm`/`V2`/`V3` op with `is_training=True` under a frozen scope, a new
-    `FusedBatchNormV3` with `is_training=False` (same epsilon and data format; inputs x, scale, offset
-    and reads of `<layer>/moving_mean`, `<layer>/moving_variance`) is added next to it, and every consumer
-    of the old op's output 0 is rerouted to the new one with `Operation._update_input` (a private
-    graph-mode API, stable since TF 1.x; it is what graph editors use). The old op stays in the graph
-    for its batch statistics, which only feed the moving-average updates (drop those with
-    `frozen_batch_norm_updates`). Call it before building gradients and before the graph is finalised.
-
-    A batch norm that is not fused (decomposed into `moments`/`mul`/`add`, e.g. `fused=False` or a
-    `renorm` layer) has its training mode baked into the graph; such a layer raises, before anything is
-    rewritten.
-
-    Args:
-        graph: The graph, built in training mode.
-        frozen_scopes: Scopes whose batch norm should run in inference mode.
-        regex: Treat the scopes as regular expressions.
-
-    Returns:
-        The names of the rewritten batch-norm ops.
-
-    Raises:
-        Tf1tuneError: A frozen scope holds a non-fused training-mode batch norm, or the graph is finalised.
-        NameNotFoundError: A layer's moving statistics are not found.
-    """
-    scopes = list(frozen_scopes)
-    ops = graph.get_operations()
-    fused = [op for op in ops if op.type in _FUSED_BATCH_NORM and op.get_attr("is_training")
-             and _under(op.name, scopes, regex) and op._get_control_flow_context() is None]
-    fused_layers = {op.name.rsplit("/", 1)[0] for op in ops if op.type in _FUSED_BATCH_NORM}
-    unfused = sorted({op.name.split("/moments/", 1)[0] for op in ops
-                      if "/moments/" in op.name and op.type == "Mean" and _under(op.name, scopes, regex)}
-                     - fused_layers)
-    if unfused:
-        raise Tf1tuneError(
-            f"batch norm in {', '.join(unfused)} is not fused (built from moments/mul/add): its training mode is "
-            "baked into the graph and cannot be switched to inference; its moving statistics still stay unchanged "
-            "when its update ops are dropped, but it normalises with batch statistics")
-    if fused and graph.finalized:
-        raise Tf1tuneError("the graph is finalized; call batch_norm_to_inference before creating the session")
-    rewritten = []
-    for op in fused:
-        layer = op.name.rsplit("/", 1)[0]
-        old = op.outputs[0]
-        consumers = [(c, i) for c in old.consumers() for i, t in enumerate(c.inputs) if t is old]
-        with graph.as_default(), graph.name_scope(layer + "/"):
-            mean = _moving_read(graph, layer, "moving_mean")
-            variance = _moving_read(graph, layer, "moving_variance")
-            x, scale, offset = op.inputs[0], op.inputs[1], op.inputs[2]
-            y = tf.raw_ops.FusedBatchNormV3(
-                x=x, scale=scale, offset=offset, mean=tf.cast(mean, scale.dtype),
-                variance=tf.cast(variance, scale.dtype), epsilon=op.get_attr("epsilon"),
-                data_format=op.get_attr("data_format"), is_training=False,
-                name="FusedBatchNormV3_inference")[0]
-        for consumer, index in consumers:
-            consumer._update_input(index, y)
-        rewritten.append(op.name)
-    return rewritten

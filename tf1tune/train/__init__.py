@@ -1,0 +1,14 @@
+"""Fine-tuning: configuration, the task model, frozen batch norm, the train op, the loop and the run directory.
+
+| module      | what it owns                                                                                   |
+|-------------|------------------------------------------------------------------------------------------------|
+| `config`    | `FinetuneConfig`: defaults, YAML, flags generated from the fields, every validation            |
+| `task`      | the task model for a source (slim net, `.meta`, frozen graph), the restore choice, train ops   |
+| `batchnorm` | the one frozen-batch-norm rule: update ops of frozen layers dropped, inference-mode rewiring   |
+| `train_op`  | one training step: optimizer groups, learning-rate multipliers, clipping, element-wise masks   |
+| `loop`      | `run_finetune`: restore, train in phases, checkpoints, events, metrics                         |
+| `run_dir`   | the run directory's format, written by fine-tuning and read by export                          |
+
+Modules are imported by name (`from tf1tune.train.loop import run_finetune`), so that importing the package
+imports nothing heavy.
+"""

@@ -1,0 +1,206 @@
+"""The graph of a fine-tuning run: the task model for the new task, the restore choice, loss and train ops.
+
+For a slim net the task model is a training tower (batch norm in training mode) and an evaluation tower that
+shares its variables; for a `.meta` or frozen graph it is the imported graph with a new head grafted on
+`--endpoint` (and, for a frozen graph, the constants of the trainable scopes turned back into variables).
+`build_training` adds the loss and one train op per phase (`tf1tune.train.train_op`); batch norm that no phase
+trains runs in inference mode (`tf1tune.train.batchnorm`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from tf1tune.checkpoints import resolve_checkpoint
+from tf1tune.errors import ConfigError, Tf1tuneError
+from tf1tune.graft import graft, unfreeze
+from tf1tune.loaders import load_frozen, load_meta
+from tf1tune.names import not_found
+from tf1tune.nets.build import build_net
+from tf1tune.nets.preprocessing import get_preprocessing
+from tf1tune.nets.registry import get_net
+from tf1tune.restore import plan_restore
+from tf1tune.selection import scope_matches, select
+from tf1tune.train.batchnorm import batch_norm_to_inference, frozen_batch_norm_layers, frozen_batch_norm_updates
+from tf1tune.train.config import FinetuneConfig
+from tf1tune.train.train_op import TrainOp, build_train_op, load_mask
+
+HEAD_SCOPE = "finetune_head"
+
+
+@dataclass
+class TaskModel:
+    """The graph of a fine-tuning run and the tensors the loop needs."""
+
+    graph: tf.Graph
+    images: tf.Tensor
+    labels: tf.Tensor
+    train_logits: tf.Tensor
+    eval_logits: tf.Tensor
+    image_size: tuple[int, int]
+    channels: int
+    model_variables: list[tf.Variable]
+    new_scopes: list[str]
+    classifier_scopes: tuple[str, ...] = ()
+    train_feed: dict[tf.Tensor, Any] = field(default_factory=dict)
+    checkpoint: str | None = None
+
+    @property
+    def default_scopes(self) -> list[str]:
+        """What a phase without trainable scopes trains: the classifier scopes of the net, or the new head."""
+        return list(self.classifier_scopes) + self.new_scopes
+
+
+def _logits_2d(logits: tf.Tensor, classes: int) -> tf.Tensor:
+    return tf.reshape(logits, [-1, classes]) if logits.shape.rank != 2 else logits
+
+
+def _build_slim(config: FinetuneConfig) -> TaskModel:
+    assert config.net is not None  # build_task_model's choice
+    net = get_net(config.net)
+    classes = config.num_classes or net.num_classes
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.compat.v1.set_random_seed(config.seed)
+        size = (config.input_size[0], config.input_size[1]) if config.input_size else net.input_size
+        images = tf.compat.v1.placeholder(tf.float32, [None, *size, net.channels], name="input")
+        labels = tf.compat.v1.placeholder(tf.int64, [None], name="labels")
+        inputs = get_preprocessing(net.preprocessing)(images)
+        train_logits, _ = build_net(net.name, inputs, num_classes=classes, is_training=True)
+        with tf.compat.v1.variable_scope(tf.compat.v1.get_variable_scope(), reuse=True):
+            eval_logits, _ = build_net(net.name, inputs, num_classes=classes, is_training=False)
+        train_logits, eval_logits = _logits_2d(train_logits, classes), _logits_2d(eval_logits, classes)
+        model_variables = list(graph.get_collection(tf.compat.v1.GraphKeys.GLOBAL_VARIABLES))
+    return TaskModel(graph=graph, images=images, labels=labels, train_logits=train_logits,
+                     eval_logits=eval_logits, image_size=size, channels=net.channels,
+                     model_variables=model_variables, new_scopes=[], classifier_scopes=net.classifier_scopes,
+                     checkpoint=resolve_checkpoint(config.checkpoint) if config.checkpoint else None)
+
+
+def _build_imported(config: FinetuneConfig) -> TaskModel:
+    if config.meta:
+        handle = load_meta(config.meta, checkpoint=config.checkpoint)
+    else:
+        assert config.frozen is not None  # validate: exactly one source
+        handle = load_frozen(config.frozen)
+        scopes = [s for s in config.trainable_scopes if s != HEAD_SCOPE]
+        scopes += [s for p in config.phases for s in p.trainable_scopes if s != HEAD_SCOPE and s not in scopes]
+        if scopes:
+            handle = unfreeze(handle, scopes)
+    if not config.endpoint or not config.num_classes or not config.input:
+        raise ConfigError("--input, --endpoint and --num-classes are required with --meta or --frozen")
+    images = handle.tensor(config.input)
+    shape = images.shape.as_list()
+    if len(shape) != 4 or None in shape[1:]:
+        raise ConfigError(f"input '{images.name}' must be an image batch [N, H, W, C] with known H, W, C; it is {shape}")
+    model_variables = list(handle.variables)
+    spec = config.head or f"global_pool, dropout(0.2), dense({config.num_classes})"
+    head = graft(handle, config.endpoint, spec, scope=HEAD_SCOPE)
+    with handle.graph.as_default():
+        tf.compat.v1.set_random_seed(config.seed)
+        labels = tf.compat.v1.placeholder(tf.int64, [None], name="finetune_labels")
+        logits = _logits_2d(head.output, config.num_classes)
+    return TaskModel(graph=handle.graph, images=images, labels=labels, train_logits=logits, eval_logits=logits,
+                     image_size=(shape[1], shape[2]), channels=shape[3], model_variables=model_variables,
+                     new_scopes=[HEAD_SCOPE], train_feed={head.is_training: True},
+                     checkpoint=handle.checkpoint if config.meta else None)
+
+
+def build_task_model(config: FinetuneConfig) -> TaskModel:
+    """The graph for `config`'s source and task (see the module docstring)."""
+    return _build_slim(config) if config.net else _build_imported(config)
+
+
+def restore_choice(model: TaskModel, config: FinetuneConfig) -> tuple[list[tf.Variable], list[str]]:
+    """Variables to restore from the source checkpoint, and one note per scope left out.
+
+    A classifier scope is left out when `plan_restore` finds one of its variables missing from the checkpoint or
+    of another shape there (another class count, the 1001/1000 background offset included).
+    """
+    assert model.checkpoint is not None  # the runner only asks with a checkpoint
+    notes = []
+    candidates = list(model.model_variables)
+    if config.exclude_scopes:
+        candidates = select(candidates, exclude_scopes=config.exclude_scopes, regex=config.regex_scopes)
+    in_classifier = [v for v in candidates if any(scope_matches(v.op.name, s) for s in model.classifier_scopes)]
+    plan = plan_restore(in_classifier, model.checkpoint) if in_classifier else None
+    misfits = set(plan.missing) | {m["name"] for m in plan.shape_mismatch} if plan else set()
+    misfit = [s for s in model.classifier_scopes if any(scope_matches(n, s) for n in misfits)]
+    if misfit:
+        candidates = [v for v in candidates if not any(scope_matches(v.op.name, s) for s in misfit)]
+        notes.append(f"classifier scopes {', '.join(misfit)} left out of the restore: their shapes in the checkpoint "
+                     "do not fit the new number of classes")
+    return select(candidates), notes
+
+
+def param_count(variables: list[tf.Variable]) -> int:
+    """The number of values in `variables`."""
+    return int(sum(math.prod(v.shape.as_list()) for v in variables))
+
+
+@dataclass
+class Training:
+    """The training part of a run's graph: loss, one train op per phase, and what they train."""
+
+    global_step: tf.Variable
+    loss: tf.Tensor
+    train_ops: list[TrainOp]
+    trained: dict[str, tf.Variable]
+    trained_scopes: list[str]
+    histograms: tf.Tensor | None
+    notes: list[str]
+    probabilities: tf.Tensor
+
+
+def _masks(config: FinetuneConfig, graph: tf.Graph) -> dict[str, np.ndarray]:
+    by_name = {v.op.name: v for v in graph.get_collection(tf.compat.v1.GraphKeys.GLOBAL_VARIABLES)}
+    masks = {}
+    for name, spec in config.masks.items():
+        if name not in by_name:
+            raise not_found("variable to mask", name, by_name)
+        masks[name] = load_mask(spec, tuple(by_name[name].shape.as_list()))
+    return masks
+
+
+def build_training(model: TaskModel, config: FinetuneConfig) -> Training:
+    """Add the loss and one train op per phase to `model.graph`; frozen batch norm runs in inference mode."""
+    phases = config.resolved_phases()
+    notes: list[str] = []
+    graph = model.graph
+    with graph.as_default():
+        global_step = tf.compat.v1.train.get_or_create_global_step()
+        probabilities = tf.nn.softmax(model.eval_logits, name="probabilities")  # what an export serves
+        loss = tf.compat.v1.losses.sparse_softmax_cross_entropy(model.labels, model.train_logits)
+        regularization = tf.compat.v1.losses.get_regularization_losses()
+        total_loss = loss + tf.add_n(regularization) if regularization else loss
+        trainable = graph.get_collection(tf.compat.v1.GraphKeys.TRAINABLE_VARIABLES)
+        phase_scopes = [p.trainable_scopes or model.default_scopes for p in phases]
+        phase_vars = [select(trainable, include_scopes=s, regex=config.regex_scopes) for s in phase_scopes]
+        trained = {v.op.name: v for vs in phase_vars for v in vs}
+        # Batch norm of layers that no phase trains runs in inference mode in the training tower too.
+        try:
+            batch_norm_to_inference(graph, frozen_batch_norm_layers(
+                graph, [s for scopes in phase_scopes for s in scopes], config.regex_scopes))
+        except Tf1tuneError as e:  # training mode baked into an imported graph: say so, keep the statistics fixed
+            notes.append(str(e))
+        update_ops = graph.get_collection(tf.compat.v1.GraphKeys.UPDATE_OPS)
+        masks = _masks(config, graph)
+        train_ops = []
+        for i, (phase, scopes, variables) in enumerate(zip(phases, phase_scopes, phase_vars)):
+            kept, _ = frozen_batch_norm_updates(update_ops, scopes, config.regex_scopes)
+            train_ops.append(build_train_op(
+                total_loss, variables, optimizer=config.optimizer, learning_rate=phase.learning_rate,
+                multipliers=phase.lr_multipliers, regex=config.regex_scopes, clip_norm=config.clip_norm,
+                masks={k: m for k, m in masks.items() if k in {v.op.name for v in variables}},
+                global_step=global_step, update_ops=kept, name=f"phase{i + 1}"))
+        hist_vars = select(model.model_variables, include_scopes=config.histograms) if config.histograms else []
+        histograms = tf.compat.v1.summary.merge([tf.compat.v1.summary.histogram(v.op.name, v) for v in hist_vars]) \
+            if hist_vars else None
+    return Training(global_step=global_step, loss=loss, train_ops=train_ops, trained=trained,
+                    trained_scopes=sorted({n.rsplit("/", 1)[0] for n in trained}), histograms=histograms, notes=notes,
+                    probabilities=probabilities)
