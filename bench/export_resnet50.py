@@ -31,11 +31,10 @@ import tempfile
 import time
 
 import numpy as np
-
-import tf1tune
 import tensorflow as tf
 from tensorflow.core.protobuf import rewriter_config_pb2
 
+import tf1tune
 from tf1tune.export import freeze_model, optimize, session_runner, verify
 
 OUTPUT = "resnet_v1_50/logits/BiasAdd:0"

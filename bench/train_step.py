@@ -21,14 +21,13 @@ import statistics
 import time
 
 import numpy as np
-
-import tf1tune  # noqa: F401  (compat shim)
 import tensorflow as tf
 
+import tf1tune  # noqa: F401  (compat shim)
 from tf1tune import data as data_lib
+from tf1tune.train.config import make_config
 from tf1tune.train.loop import training_step
 from tf1tune.train.task import build_task_model, build_training
-from tf1tune.train.config import make_config
 
 SIZE, BATCH, CLASSES = 112, 8, 5
 

@@ -37,10 +37,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-import tf1tune  # noqa: F401  (installs the tf-slim shim before any net is built)
 import tensorflow as tf
 
+import tf1tune  # noqa: F401  (installs the tf-slim shim before any net is built)
 from tf1tune.datasets import load_digits_split
 from tf1tune.errors import Tf1tuneError
 from tf1tune.nets import build_net, get_net

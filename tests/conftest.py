@@ -7,7 +7,6 @@ import os
 import pytest
 
 import tf1tune  # noqa: F401  (installs the compat shim before tests build nets)
-
 from tests import model_factory
 
 LEGACY = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "legacy-models")

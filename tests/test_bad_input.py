@@ -13,7 +13,7 @@ from tensorflow.core.protobuf import meta_graph_pb2
 
 import tf1tune
 from tf1tune.cli import main
-from tf1tune.loaders._graph_import import GraphRepairWarning
+from tf1tune.errors import GraphRepairWarning
 
 DIGITS = os.path.join(os.path.dirname(__file__), "..", "checkpoints", "digits_cnn")
 

@@ -9,8 +9,7 @@ import pytest
 import tensorflow as tf
 
 import tf1tune
-from tf1tune.data import (Augment, BatchStream, Dataset, batch_at, batches, eval_batches, list_tasks, load_dataset,
-                          split)
+from tf1tune.data import Augment, BatchStream, Dataset, batch_at, batches, eval_batches, list_tasks, load_dataset, split
 from tf1tune.datasets import load_digits_split
 from tf1tune.errors import DataError
 

@@ -13,10 +13,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-import tf1tune
 import tensorflow as tf
 
+import tf1tune
 from tf1tune.datasets import digits_to_images, load_digits_split
 from tf1tune.nets.preprocessing import get_preprocessing
 

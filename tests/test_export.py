@@ -18,11 +18,18 @@ import pytest
 import tensorflow as tf
 
 import tf1tune
-from tf1tune.cli import main
-from tf1tune.export import (export_saved_model, freeze_model, optimize, read_graph_def, run_graph_def,
-                            session_runner, verify)
-from tf1tune.export.optimize import fold_batch_norms
 from tests import model_factory
+from tf1tune.cli import main
+from tf1tune.export import (
+    export_saved_model,
+    freeze_model,
+    optimize,
+    read_graph_def,
+    run_graph_def,
+    session_runner,
+    verify,
+)
+from tf1tune.export.optimize import fold_batch_norms
 
 DIGITS = str(Path(__file__).resolve().parents[1] / "checkpoints" / "digits_cnn")
 SOFTMAX = "DigitsCNN/Predictions/Softmax"

@@ -18,9 +18,9 @@ import tf1tune
 from tf1tune.checkpoints import checkpoint_values
 from tf1tune.cli import main
 from tf1tune.diff import diff_checkpoints
-from tf1tune.train.loop import run_finetune
 from tf1tune.errors import ConfigError
 from tf1tune.train.config import make_config
+from tf1tune.train.loop import run_finetune
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCE = os.path.join(ROOT, "checkpoints", "digits_cnn")

@@ -10,7 +10,8 @@ import tensorflow as tf
 import tf_slim as slim
 
 import tf1tune
-from tf1tune.graft import GraftError, graft, parse_head_spec, shared_layer, unfreeze
+from tf1tune.errors import GraftError
+from tf1tune.graft import graft, parse_head_spec, shared_layer, unfreeze
 
 RNG = np.random.default_rng(0)
 

@@ -10,9 +10,10 @@ import pytest
 import tensorflow as tf
 
 import tf1tune
-from tf1tune.checkpoints import CheckpointWarning, checkpoint_values, resolve_checkpoint
-from tf1tune.loaders import detect_kind
 from tests import model_factory
+from tf1tune.checkpoints import checkpoint_values, resolve_checkpoint
+from tf1tune.errors import CheckpointWarning
+from tf1tune.loaders import detect_kind
 
 X = model_factory.sample_input()
 

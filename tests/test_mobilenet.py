@@ -12,10 +12,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-import tf1tune  # noqa: F401  (installs the tf-slim batch-norm shim before any net is built)
 import tensorflow as tf
 
+import tf1tune  # noqa: F401  (installs the tf-slim batch-norm shim before any net is built)
 from tf1tune.nets.build import build_net
 from tf1tune.nets.registry import get_net
 

@@ -16,8 +16,8 @@ from tensorflow.core.protobuf import meta_graph_pb2
 import tf1tune
 from tf1tune import cli
 from tf1tune.errors import GraphRepairError
-from tf1tune.graph_repair import read_proto
-from tf1tune.pipeline_repair import replace_input
+from tf1tune.repair import replace_input
+from tf1tune.repair.graph import read_proto
 
 RNG = np.random.RandomState(7)
 X = RNG.rand(6, 4).astype(np.float32)  # forward: any batch size (the placeholder's batch dimension is free)

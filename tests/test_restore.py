@@ -12,8 +12,8 @@ import tensorflow as tf
 import tf1tune
 from tf1tune.checkpoints import checkpoint_values
 from tf1tune.cli import main
-from tf1tune.errors import BadSourceError, CheckpointMismatchError
-from tf1tune.restore import RestoreWarning, plan_restore, restore
+from tf1tune.errors import BadSourceError, CheckpointMismatchError, RestoreWarning
+from tf1tune.restore import plan_restore, restore
 from tf1tune.selection import rename_map, select
 
 DIGITS_CKPT = os.path.join(os.path.dirname(__file__), "..", "checkpoints", "digits_cnn")

@@ -7,8 +7,17 @@ import tensorflow as tf
 
 import tf1tune
 from tf1tune.errors import SelectionError
-from tf1tune.selection import (exclude, include, is_optimizer_state, rename_map, scope_matches, select,
-                               trainable_only, upstream_of, without_optimizer_state)
+from tf1tune.selection import (
+    exclude,
+    include,
+    is_optimizer_state,
+    rename_map,
+    scope_matches,
+    select,
+    trainable_only,
+    upstream_of,
+    without_optimizer_state,
+)
 
 
 def _names(variables):

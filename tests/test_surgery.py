@@ -255,8 +255,6 @@ def test_drop_optimizer_state_agrees_with_select(tmp_path, capsys):
 
 def test_overwrite_moves_new_files_in_before_deleting_stale_shards(tmp_path, monkeypatch):
     """An old checkpoint with more data shards is replaced: data first, .index last, stale shards deleted after."""
-    import tf1tune.surgery as surgery
-
     src = _write(str(tmp_path / "src" / "m"), {"net/w": np.float32([1, 2])})
     out = str(tmp_path / "out" / "m")
     convert_checkpoint(src, out)
@@ -265,9 +263,9 @@ def test_overwrite_moves_new_files_in_before_deleting_stale_shards(tmp_path, mon
         f.write(b"old shard")
     events: list[tuple[str, str]] = []
     real_replace, real_remove = os.replace, os.remove
-    monkeypatch.setattr(surgery.os, "replace", lambda a, b: (events.append(("replace", os.path.basename(b))),
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append(("replace", os.path.basename(b))),
                                                               real_replace(a, b))[-1])
-    monkeypatch.setattr(surgery.os, "remove", lambda p: (events.append(("remove", os.path.basename(p))),
+    monkeypatch.setattr(os, "remove", lambda p: (events.append(("remove", os.path.basename(p))),
                                                           real_remove(p))[-1])
     rename_checkpoint(src, out, {"net": "body"}, overwrite=True)
     moves = [e for e in events if e[1] != "checkpoint"]

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-import tf1tune  # noqa: F401  (compat shim first)
 import tensorflow as tf
 
+import tf1tune  # noqa: F401  (the compat shim; conftest imports it first)
 from tf1tune.errors import NameNotFoundError, SelectionError, Tf1tuneError
 from tf1tune.train.batchnorm import batch_norm_to_inference, frozen_batch_norm_updates
 from tf1tune.train.train_op import OPTIMIZERS, build_train_op, load_mask

@@ -10,8 +10,9 @@ import tensorflow as tf
 
 import tf1tune
 from tf1tune.checkpoints import checkpoint_values
+from tf1tune.errors import RestoreWarning
 from tf1tune.graft import graft
-from tf1tune.restore import RestoreWarning, restore
+from tf1tune.restore import restore
 from tf1tune.selection import select
 
 

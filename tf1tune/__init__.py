@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import ast
 import importlib
 from typing import TYPE_CHECKING, Any
 
@@ -21,48 +22,58 @@ _compat.install()
 
 __version__ = "0.1.0"
 
-# public name -> module that defines it
-_EXPORTS = {
-    "Tf1tuneError": "tf1tune.errors",
-    "EnvironmentProblem": "tf1tune.errors",
-    "SourceNotFoundError": "tf1tune.errors",
-    "BadSourceError": "tf1tune.errors",
-    "UnknownOpsError": "tf1tune.errors",
-    "NameNotFoundError": "tf1tune.errors",
-    "CheckpointMismatchError": "tf1tune.errors",
-    "SurgeryError": "tf1tune.errors",
-    "SelectionError": "tf1tune.errors",
-    "DataError": "tf1tune.errors",
-    "load_dataset": "tf1tune.data",
-    "ExportError": "tf1tune.errors",
-    "ModelHandle": "tf1tune.handle",
-    "NetConfig": "tf1tune.nets.registry",
-    "register_net": "tf1tune.nets.registry",
-    "get_net": "tf1tune.nets.registry",
-    "list_nets": "tf1tune.nets.registry",
-    "build_net": "tf1tune.nets.build",
-    "load": "tf1tune.loaders",
-    "load_meta": "tf1tune.loaders",
-    "load_slim": "tf1tune.loaders",
-    "load_frozen": "tf1tune.loaders",
-    "load_saved_model": "tf1tune.loaders",
-    "resolve_checkpoint": "tf1tune.checkpoints",
-    "inspect_source": "tf1tune.inspection",
-    "rename_checkpoint": "tf1tune.surgery",
-    "convert_checkpoint": "tf1tune.surgery",
-    "merge_checkpoints": "tf1tune.surgery",
-    "select": "tf1tune.selection",
-    "plan_restore": "tf1tune.restore",
-    "restore": "tf1tune.restore",
-    "RestorePlan": "tf1tune.restore",
-    "freeze": "tf1tune.export",
-    "optimize": "tf1tune.export",
-    "verify": "tf1tune.export",
-    "export_saved_model": "tf1tune.export",
-    "replace_input": "tf1tune.pipeline_repair",
-}
+if TYPE_CHECKING:  # the one export list: type checkers read these imports, `__getattr__` imports each on first use
+    from tf1tune.checkpoints import resolve_checkpoint
+    from tf1tune.data import load_dataset
+    from tf1tune.errors import (
+        BadSourceError,
+        CheckpointMismatchError,
+        CheckpointWarning,
+        ConfigError,
+        DataError,
+        EnvironmentProblem,
+        ExportError,
+        FinetuneWarning,
+        GraftError,
+        GraphRepairError,
+        GraphRepairWarning,
+        NameNotFoundError,
+        NetRegistryError,
+        RestoreWarning,
+        SelectionError,
+        SourceNotFoundError,
+        SurgeryError,
+        Tf1tuneError,
+        TrainWarning,
+        UnknownOpsError,
+    )
+    from tf1tune.export.freeze import freeze
+    from tf1tune.export.optimize import optimize
+    from tf1tune.export.pipeline import export_model
+    from tf1tune.export.saved_model import export_saved_model
+    from tf1tune.export.verify import verify
+    from tf1tune.handle import ModelHandle
+    from tf1tune.inspection import inspect_source
+    from tf1tune.loaders import load, load_frozen, load_meta, load_saved_model, load_slim
+    from tf1tune.nets.build import build_net
+    from tf1tune.nets.registry import NetConfig, get_net, list_nets, register_net
+    from tf1tune.repair import replace_input
+    from tf1tune.restore import RestorePlan, plan_restore, restore
+    from tf1tune.selection import select
+    from tf1tune.surgery import convert_checkpoint, merge_checkpoints, rename_checkpoint
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+
+def _exports() -> dict[str, str]:
+    """Public name -> the module that defines it, read from the `if TYPE_CHECKING:` imports above."""
+    with open(__file__, encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    block = next(node for node in tree.body if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING")
+    return {alias.asname or alias.name: str(imp.module) for imp in block.body if isinstance(imp, ast.ImportFrom)
+            for alias in imp.names}
+
+
+_EXPORTS = _exports()
+__all__ = [*sorted(_EXPORTS), "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -75,22 +86,3 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return __all__
-
-
-if TYPE_CHECKING:  # pragma: no cover
-    from tf1tune.checkpoints import resolve_checkpoint
-    from tf1tune.errors import (BadSourceError, CheckpointMismatchError, EnvironmentProblem, NameNotFoundError,
-                                SelectionError, SourceNotFoundError, SurgeryError, Tf1tuneError, UnknownOpsError)
-    from tf1tune.handle import ModelHandle
-    from tf1tune.inspection import inspect_source
-    from tf1tune.loaders import load, load_frozen, load_meta, load_saved_model, load_slim
-    from tf1tune.nets.build import build_net
-    from tf1tune.nets.registry import NetConfig, get_net, list_nets, register_net
-    from tf1tune.surgery import convert_checkpoint, merge_checkpoints, rename_checkpoint
-    from tf1tune.restore import RestorePlan, plan_restore, restore
-    from tf1tune.selection import select
-    from tf1tune.errors import DataError
-    from tf1tune.data import load_dataset
-    from tf1tune.errors import ExportError
-    from tf1tune.export import export_saved_model, freeze, optimize, verify
-    from tf1tune.pipeline_repair import replace_input

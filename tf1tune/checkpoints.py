@@ -17,16 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from tf1tune.errors import BadSourceError, SourceNotFoundError, first_line
+from tf1tune.errors import BadSourceError, CheckpointWarning, SourceNotFoundError, first_line
 
 _SHARD = re.compile(r"^(?P<prefix>.+)-\d{5}-of-(?P<n>\d{5})$")
 _DATA = re.compile(r"^(?P<prefix>.+)\.data-\d{5}-of-\d{5}$")
 _NOT_V1_SUFFIXES = (".index", ".meta", ".pb", ".pbtxt", ".json", ".txt", ".md", ".py", ".npz", ".npy", ".yaml",
                     ".tfevents", ".tmp")
-
-
-class CheckpointWarning(UserWarning):
-    """A checkpoint was found, but not where the caller or the state file said."""
 
 
 @dataclass(frozen=True)
@@ -117,7 +113,7 @@ def _from_directory(directory: str) -> str:
     if os.path.isfile(state_path):
         try:
             state = tf.train.get_checkpoint_state(directory)
-        except Exception:  # a garbled state file is treated like a stale one
+        except Exception:  # noqa: BLE001  (a garbled state file, of any kind, is treated like a stale one)
             state = None
         named = state.model_checkpoint_path if state else ""
         if named:

@@ -88,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (`tf1tune nets | head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except Exception as e:  # an internal error: still one line unless --debug
+    except Exception as e:  # noqa: BLE001  (an internal error: still one line unless --debug)
         if debug:
             traceback.print_exc()
         first = first_line(e)

@@ -617,7 +617,7 @@ def _augment(images: np.ndarray, augment: Augment, rng: np.random.Generator) -> 
     n, height, width, _ = images.shape
     flips = rng.random(n) < 0.5
     offsets = rng.integers(0, 2 * augment.pad + 1, size=(n, 2))
-    deltas = rng.uniform(-augment.brightness, augment.brightness, size=n).astype(np.float32) * np.float32(255.0)
+    deltas = np.asarray(rng.uniform(-augment.brightness, augment.brightness, size=n), np.float32) * np.float32(255.0)
     out = images.copy()
     if augment.flip:
         out[flips] = out[flips, :, ::-1, :]

@@ -1,7 +1,8 @@
-"""Exception classes of tf1tune.
+"""Exception and warning classes of tf1tune, all of them, and the one cleaner of TensorFlow's error text.
 
 Every error the toolkit raises on bad input is a `Tf1tuneError`: its message is one line that says
 what was received, what is valid and how to fix it. The CLI prints that line and exits with code 2.
+Every warning is a `UserWarning` subclass below; the CLI prints it as one `tf1tune: warning:` line.
 """
 
 from __future__ import annotations
@@ -54,12 +55,39 @@ class DataError(Tf1tuneError):
     """Training or validation data cannot be used as given (missing, empty, undecodable, labels that do not fit)."""
 
 
+class GraftError(Tf1tuneError):
+    """A head spec, endpoint or scope that cannot be grafted; the message says how to fix it."""
+
+
+class NetRegistryError(Tf1tuneError):
+    """A net cannot be registered as asked (a name registered twice)."""
+
+
 class ConfigError(Tf1tuneError):
     """A fine-tuning configuration key or value that is not allowed; the message lists what is."""
 
 
 class GraphRepairError(Tf1tuneError):
     """A graph cannot be repaired as asked (unknown tensor, not an input pipeline tensor, bad output path, ...)."""
+
+
+# Warnings: what tf1tune did differently from what was asked, or repaired; the CLI prints each as one line.
+
+
+class CheckpointWarning(UserWarning):
+    """A checkpoint was found, but not where the caller or the state file said."""
+
+
+class GraphRepairWarning(UserWarning):
+    """A source needed a repair to import on this TensorFlow; the message says which."""
+
+
+class RestoreWarning(UserWarning):
+    """Some variables were not restored because they do not fit the checkpoint (`on_mismatch="skip"`)."""
+
+
+class TrainWarning(UserWarning):
+    """A trained variable gets no gradient from the loss, so the step leaves it unchanged."""
 
 
 class FinetuneWarning(UserWarning):

@@ -21,7 +21,7 @@ import tensorflow as tf
 import tf_slim as slim
 from tensorflow.core.framework import graph_pb2
 
-from tf1tune.errors import Tf1tuneError, first_line
+from tf1tune.errors import GraftError, first_line
 from tf1tune.handle import ModelHandle
 from tf1tune.names import not_found
 
@@ -31,10 +31,6 @@ _ACTIVATIONS: dict[str, Callable[[tf.Tensor], tf.Tensor] | None] = {
     "linear": None, "relu": tf.nn.relu, "relu6": tf.nn.relu6, "tanh": tf.nn.tanh, "sigmoid": tf.nn.sigmoid}
 SPEC_LAYERS = ("global_pool", "flatten", "dropout(RATE)", "dense(UNITS[, ACTIVATION])",
                "conv1x1(FILTERS[, ACTIVATION])", "relu", "softmax")
-
-
-class GraftError(Tf1tuneError):
-    """A head spec, endpoint or scope that cannot be grafted; the message says how to fix it."""
 
 
 @dataclass

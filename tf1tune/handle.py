@@ -7,6 +7,7 @@ from typing import Any
 
 import tensorflow as tf
 
+from tf1tune.graphdef import PLACEHOLDER_OPS, VARIABLE_OPS
 from tf1tune.names import not_found
 
 # Op types whose outputs are never a model's "output": bookkeeping, saving, initialisation, training.
@@ -23,10 +24,9 @@ _NOT_OUTPUT_OPS = frozenset({
 })
 _NOT_OUTPUT_OP_PREFIXES = ("Apply", "ResourceApply", "Queue", "Reader", "Iterator", "Summary", "Write")
 _NOT_OUTPUT_SCOPES = ("save/", "save_", "gradients/", "gradients_", "init", "report_uninitialized", "summaries/")
-_VARIABLE_OPS = frozenset({"VariableV2", "Variable", "VarHandleOp", "Const"})
+_VARIABLE_OPS = VARIABLE_OPS | {"Const"}  # what a "read" reads
 _CONTROL_FLOW_OPS = frozenset({"If", "StatelessIf", "While", "StatelessWhile", "Switch", "Merge", "Enter", "Exit", "NextIteration", "LoopCond", "RefSwitch",
                                "RefMerge", "RefEnter", "RefExit"})
-_INPUT_OPS = frozenset({"Placeholder", "PlaceholderWithDefault", "PlaceholderV2"})
 
 
 @dataclass
@@ -164,7 +164,7 @@ def initialize_uninitialized(sess: tf.compat.v1.Session, variables: list[tf.Vari
 def candidate_inputs(graph: tf.Graph) -> list[tf.Tensor]:
     """Placeholders of `graph` in graph order, leaving out the saver's own (`save/filename`)."""
     return [op.outputs[0] for op in graph.get_operations()
-            if op.type in _INPUT_OPS and not op.name.startswith(_NOT_OUTPUT_SCOPES)]
+            if op.type in PLACEHOLDER_OPS and not op.name.startswith(_NOT_OUTPUT_SCOPES)]
 
 
 def candidate_outputs(graph: tf.Graph) -> list[tf.Tensor]:

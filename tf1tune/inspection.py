@@ -88,7 +88,7 @@ def _inspect_checkpoint(text: str) -> dict[str, Any]:
         handle = load(meta_path, checkpoint=prefix)
         trainable = {v.op.name for v in handle.trainable_variables}
         version = handle.tensorflow_version
-    variables = [
+    variables: list[dict[str, Any]] = [
         {"name": e.name, "shape": list(e.shape), "dtype": e.dtype,
          "trainable": (e.name in trainable) if trainable is not None else None}
         for e in entries
@@ -111,7 +111,7 @@ def _inspect_checkpoint(text: str) -> dict[str, Any]:
 def _size(shape: list[int | None] | None) -> int:
     if shape is None or any(d is None or d < 0 for d in shape):
         return 0
-    return math.prod(shape)
+    return math.prod(d for d in shape if d is not None)
 
 
 def format_summary(summary: dict[str, Any], max_rows: int = 60) -> str:

@@ -1,4 +1,4 @@
-"""Closest-name suggestions for lookups by name (tensors, endpoints, scopes, nets)."""
+"""Closest-name suggestions for lookups by name (tensors, endpoints, scopes, nets), and capped name lists."""
 
 from __future__ import annotations
 
@@ -25,6 +25,12 @@ def closest(name: str, candidates: Iterable[str], n: int = 5) -> list[str]:
     if len(found) < n:
         found += [c for c in pool if name in c and c not in found][: n - len(found)]
     return found[:n]
+
+
+def capped(items: Iterable[str], n: int = 5) -> str:
+    """The first `n` items joined with commas, then `and K more` (`a, b, c and 7 more`)."""
+    items = list(items)
+    return ", ".join(items[:n]) + (f" and {len(items) - n} more" if len(items) > n else "")
 
 
 def not_found(kind: str, name: str, candidates: Iterable[str], hint: str = "") -> NameNotFoundError:

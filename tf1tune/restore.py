@@ -23,23 +23,24 @@ import os
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 import tensorflow as tf
 
 from tf1tune.checkpoints import checkpoint_entries, resolve_checkpoint, saver_restore
-from tf1tune.errors import CheckpointMismatchError, Tf1tuneError
+from tf1tune.errors import CheckpointMismatchError, RestoreWarning, Tf1tuneError
 from tf1tune.handle import initialize_uninitialized
+from tf1tune.names import capped
 from tf1tune.selection import without_optimizer_state
 
 __all__ = ["RestorePlan", "RestoreWarning", "plan_restore", "restore"]
 
-Variables = Sequence[tf.Variable] | Mapping[str, tf.Variable]
+Variables: TypeAlias = Sequence[tf.Variable] | Mapping[str, tf.Variable]
 _SHOWN = 8  # names per list in one-line error messages
 
 
-class RestoreWarning(UserWarning):
-    """Some variables were not restored because they do not fit the checkpoint (`on_mismatch="skip"`)."""
+def _capped(items: Sequence[str]) -> str:
+    return capped(items, _SHOWN)
 
 
 @dataclass
@@ -128,12 +129,6 @@ class RestorePlan:
         lines.append(f"  unused checkpoint entries ({len(self.unused)}):")
         lines += [f"    {n}" for n in self.unused]
         return "\n".join(lines)
-
-
-def _capped(items: Sequence[str], n: int = _SHOWN) -> str:
-    """The first `n` items joined, then `and K more`."""
-    items = list(items)
-    return ", ".join(items[:n]) + (f" and {len(items) - n} more" if len(items) > n else "")
 
 
 def _as_var_map(variables: Variables) -> dict[str, tf.Variable]:
@@ -235,9 +230,8 @@ def restore(
         raise Tf1tuneError(f"on_mismatch must be 'error' or 'skip', got {on_mismatch!r}")
     graph = sess.graph
     if variables is None:
-        variables = graph.get_collection(tf.compat.v1.GraphKeys.GLOBAL_VARIABLES)
-        if not keep_optimizer_state:
-            variables = without_optimizer_state(variables)
+        collected = list(graph.get_collection(tf.compat.v1.GraphKeys.GLOBAL_VARIABLES))
+        variables = collected if keep_optimizer_state else without_optimizer_state(collected)
     plan = plan_restore(variables, checkpoint)
     if not plan.ok:
         count = len(plan.problems)

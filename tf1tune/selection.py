@@ -22,24 +22,25 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from typing import TypeAlias
 
 import tensorflow as tf
 
 from tf1tune.errors import SelectionError
-from tf1tune.names import closest
+from tf1tune.graphdef import VARIABLE_OPS
+from tf1tune.names import capped, closest
 
 __all__ = ["exclude", "include", "is_optimizer_state", "is_optimizer_state_name", "rename_map", "scope_matches",
            "select", "trainable_only", "upstream_of", "without_optimizer_state"]
 
 # Op types that hold a variable's value: ref variables, resource variables.
-_VARIABLE_OP_TYPES = frozenset({"VariableV2", "Variable", "VarHandleOp"})
 # Last name component of optimizer slot variables (`_N` when a graph holds several optimizers).
 _SLOT = re.compile(r"/(Momentum|Adam|RMSProp|Adagrad|AdagradDA|Adadelta|Ftrl|ProximalAdagrad|"
                    r"ExponentialMovingAverage|MovingAverage)(_\d+)?$")
 # Other training bookkeeping: Adam's powers, the step, the snapshots of element-wise frozen entries (train_op).
 _OPTIMIZER_VARIABLES = re.compile(r"(^|/)(beta1_power|beta2_power|global_step|frozen_snapshot)(_\d+)?$")
 
-Tensors = tf.Tensor | tf.Operation | str | Sequence[tf.Tensor | tf.Operation | str]
+Tensors: TypeAlias = tf.Tensor | tf.Operation | str | Sequence[tf.Tensor | tf.Operation | str]
 
 
 def _name(variable: tf.Variable) -> str:
@@ -69,7 +70,7 @@ def _scopes_of(names: Iterable[str]) -> list[str]:
 
 def _no_match(what: str, scope: str, names: list[str], regex: bool) -> SelectionError:
     top = sorted({n.split("/")[0] for n in names})
-    shown = ", ".join(top[:10]) + (f" and {len(top) - 10} more" if len(top) > 10 else "") if top else "none"
+    shown = capped(top, 10) if top else "none"
     near = [] if regex else closest(_clean(scope), _scopes_of(names), n=3)
     hint = f"; closest: {', '.join(near)}" if near else ""
     rule = ("the pattern is matched with re.search on variable names" if regex else
@@ -205,7 +206,7 @@ def upstream_of(variables: Sequence[tf.Variable], tensors: Tensors, graph: tf.Gr
         if op.name in seen:
             continue
         seen.add(op.name)
-        if op.type in _VARIABLE_OP_TYPES:
+        if op.type in VARIABLE_OPS:
             reached.add(op.name)
         stack.extend(t.op for t in op.inputs)
         stack.extend(op.control_inputs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 HELP = "list the registered nets (slim:NAME sources)"
 
@@ -17,7 +18,7 @@ def run(args: argparse.Namespace) -> int:
     """Print the registry."""
     from tf1tune.nets.registry import get_net, list_nets
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in list_nets():
         c = get_net(name)
         rows.append({"name": name, "scope": c.scope, "input_size": list(c.input_size), "channels": c.channels,

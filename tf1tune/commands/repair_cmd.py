@@ -15,7 +15,7 @@ examples:
 
 
 def _replacement(text: str) -> tuple[str, object]:
-    from tf1tune.pipeline_repair import NewInput
+    from tf1tune.repair import NewInput
 
     tensor, _, rest = text.partition("=")
     if not tensor:
@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Repair, then print one line per change."""
     from tf1tune.errors import GraphRepairError
-    from tf1tune.pipeline_repair import repair_file
+    from tf1tune.repair import repair_file
 
     replacements = {}
     for tensor, spec in args.replacements:

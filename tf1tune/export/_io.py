@@ -1,4 +1,4 @@
-"""Reading and atomically writing GraphDefs, and small GraphDef helpers shared by the export steps."""
+"""Reading and atomically writing GraphDefs, and removing colocation hints before nodes are cut away."""
 
 from __future__ import annotations
 
@@ -8,16 +8,6 @@ from tensorflow.core.framework import graph_pb2
 
 from tf1tune._fs import require_folder, write_atomic
 from tf1tune.errors import ExportError
-
-
-def node_name(name: str) -> str:
-    """The op name of a tensor or op name (`scope/op:0` -> `scope/op`, `^op` -> `op`)."""
-    return name.lstrip("^").split(":")[0]
-
-
-def tensor_name(name: str) -> str:
-    """A tensor name with its output index (`op` -> `op:0`)."""
-    return name if ":" in name else f"{name}:0"
 
 
 def strip_colocation(graph_def: graph_pb2.GraphDef) -> graph_pb2.GraphDef:

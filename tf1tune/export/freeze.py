@@ -22,13 +22,10 @@ import tensorflow as tf
 from tensorflow.core.framework import graph_pb2
 
 from tf1tune.errors import ExportError, first_line
-from tf1tune.export._io import node_name, strip_colocation
+from tf1tune.export._io import strip_colocation
+from tf1tune.graphdef import FUNCTIONAL_OPS, PLACEHOLDER_OPS, VARIABLE_OPS, node_name, split_input
 from tf1tune.handle import ModelHandle
 
-_PLACEHOLDERS = frozenset({"Placeholder", "PlaceholderV2", "PlaceholderWithDefault"})
-_VARIABLES = frozenset({"VariableV2", "Variable", "VarHandleOp"})
-_FUNCTIONAL = frozenset({"If", "StatelessIf", "Case", "StatelessCase", "While", "StatelessWhile",
-                         "PartitionedCall", "StatefulPartitionedCall"})
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
@@ -149,7 +146,7 @@ def freeze_model(
     in_tensors = [handle.tensor(n) for n in inputs] if inputs else None
     set_ops = {handle.tensor(n).op.name: (handle.tensor(n).op, v) for n, v in (set_values or {}).items()}
     for t in in_tensors or []:
-        if t.op.type not in _PLACEHOLDERS:
+        if t.op.type not in PLACEHOLDER_OPS:
             raise ExportError(f"input '{t.name}' is a {t.op.type} op, not a placeholder; give a placeholder "
                               f"(candidates: {', '.join(x.name for x in handle.inputs) or 'none'})")
     stop = set(set_ops) | {t.op.name for t in in_tensors or []}
@@ -158,7 +155,7 @@ def freeze_model(
     settings: dict[str, Any] = {}
     free: list[str] = []
     for op in needed:
-        if op.type not in _PLACEHOLDERS or (in_tensors is not None and op.name in {t.op.name for t in in_tensors}):
+        if op.type not in PLACEHOLDER_OPS or (in_tensors is not None and op.name in {t.op.name for t in in_tensors}):
             continue
         if op.name in set_ops:
             settings[op.outputs[0].name] = _value_for(op, set_ops[op.name][1])
@@ -177,7 +174,7 @@ def freeze_model(
     for name, (op, value) in set_ops.items():
         settings.setdefault(op.outputs[0].name, _value_for(op, value))
 
-    needed_vars = {op.name for op in needed if op.type in _VARIABLES}
+    needed_vars = {op.name for op in needed if op.type in VARIABLE_OPS}
     with handle.session() as sess, handle.graph.as_default():
         fresh = sorted(needed_vars & set(handle.initialized_fresh))
         if fresh:
@@ -251,20 +248,12 @@ def _inference_only(graph_def: graph_pb2.GraphDef, outputs: list[str]) -> graph_
     Only runs when the graph has functional control flow (an `If` on `is_training`): then grappler's function
     optimizer inlines the calls and constant folding drops the branch that inference never takes.
     """
-    if not any(n.op in _FUNCTIONAL for n in graph_def.node):
+    if not any(n.op in FUNCTIONAL_OPS for n in graph_def.node):
         return graph_def
     from tf1tune.export.optimize import run_grappler
 
     lowered = run_grappler(graph_def, outputs, ["function"])
     return _prune_dead_branches(lowered, outputs)
-
-
-def _split_input(name: str) -> tuple[str, int, bool]:
-    """`(node, output index, is_control)` of a GraphDef input string (`a:1`, `^a`, `a`)."""
-    if name.startswith("^"):
-        return name[1:], -1, True
-    node, _, index = name.partition(":")
-    return node, int(index or 0), False
 
 
 def _prune_dead_branches(graph_def: graph_pb2.GraphDef, outputs: list[str]) -> graph_pb2.GraphDef:
@@ -277,9 +266,9 @@ def _prune_dead_branches(graph_def: graph_pb2.GraphDef, outputs: list[str]) -> g
     nodes = {n.name: n for n in graph_def.node}
 
     def constant(name: str) -> bool | None:
-        node = nodes.get(_split_input(name)[0])
+        node = nodes.get(split_input(name)[0])
         while node is not None and node.op == "Identity":
-            node = nodes.get(_split_input(node.input[0])[0])
+            node = nodes.get(split_input(node.input[0])[0])
         if node is None or node.op != "Const" or node.attr["dtype"].type != tf.bool.as_datatype_enum:
             return None
         return bool(tf.make_ndarray(node.attr["value"].tensor))
@@ -295,7 +284,7 @@ def _prune_dead_branches(graph_def: graph_pb2.GraphDef, outputs: list[str]) -> g
             if node.name in dead_nodes or node.name in taken or node.op == "Merge":
                 continue
             for text in node.input:
-                src, index, control = _split_input(text)
+                src, index, control = split_input(text)
                 if src in dead_nodes or (src in taken and not control and index != taken[src]):
                     dead_nodes.add(node.name)
                     changed = True
@@ -310,7 +299,7 @@ def _prune_dead_branches(graph_def: graph_pb2.GraphDef, outputs: list[str]) -> g
         new.CopyFrom(node)
         del new.input[:]
         for text in node.input:
-            src, index, control = _split_input(text)
+            src, index, control = split_input(text)
             if src in dead_nodes or (src in taken and not control and index != taken[src]):
                 if node.op != "Merge":
                     raise ExportError(f"internal: live node '{node.name}' reads dead '{text}'")
@@ -332,7 +321,7 @@ def _prune_dead_branches(graph_def: graph_pb2.GraphDef, outputs: list[str]) -> g
         grew = False
         for node in result.node:
             if (node.name not in trivial and node.op in ("NoOp", "Identity", "Const")
-                    and all(_split_input(i)[0] in trivial for i in node.input)):
+                    and all(split_input(i)[0] in trivial for i in node.input)):
                 trivial.add(node.name)
                 grew = True
     for node in result.node:

@@ -13,10 +13,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from tensorflow.core.framework import graph_pb2
 
-from tf1tune.errors import EnvironmentProblem, ExportError, first_line
 from tf1tune._fs import require_folder, write_atomic
-from tf1tune.export._io import tensor_name
+from tf1tune.errors import EnvironmentProblem, ExportError, first_line
 from tf1tune.export.verify import Verification, compare, random_feeds, run_graph_def
+from tf1tune.graphdef import tensor_name
 
 
 def export_onnx(

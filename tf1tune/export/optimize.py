@@ -23,7 +23,8 @@ from tensorflow.core.framework import graph_pb2, node_def_pb2
 from tensorflow.core.protobuf import config_pb2, meta_graph_pb2, rewriter_config_pb2
 
 from tf1tune.errors import ExportError, first_line
-from tf1tune.export._io import node_name, strip_colocation
+from tf1tune.export._io import strip_colocation
+from tf1tune.graphdef import FUSED_BATCH_NORM_OPS, PLAIN_PLACEHOLDER_OPS, node_name
 
 _OPTIMIZERS = ["constfold", "arithmetic", "dependency", "constfold", "pruning"]
 
@@ -51,7 +52,6 @@ def run_grappler(graph_def: graph_pb2.GraphDef, outputs: Sequence[str], optimize
     return optimized
 
 
-_FOLDABLE_BN = ("FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3")
 _CONV_OPS = ("Conv2D", "DepthwiseConv2dNative", "MatMul")
 
 
@@ -74,7 +74,7 @@ def fold_batch_norms(graph_def: graph_pb2.GraphDef) -> graph_pb2.GraphDef:
     used_ports = {text.lstrip("^") for node in graph_def.node for text in node.input}
     replaced: dict[str, node_def_pb2.NodeDef] = {}
     for bn in graph_def.node:
-        if bn.op not in _FOLDABLE_BN or bn.attr["is_training"].b or len(bn.input) < 5:
+        if bn.op not in FUSED_BATCH_NORM_OPS or bn.attr["is_training"].b or len(bn.input) < 5:
             continue
         if any(f"{bn.name}:{i}" in used_ports for i in range(1, 6)):  # batch statistics are read by someone
             continue
@@ -87,7 +87,7 @@ def fold_batch_norms(graph_def: graph_pb2.GraphDef) -> graph_pb2.GraphDef:
                 or any(p is None or p.op != "Const" for p in params)
                 or (conv.op == "MatMul" and conv.attr["transpose_b"].b)):
             continue
-        gamma, beta, mean, var = (tf.make_ndarray(p.attr["value"].tensor).astype("float64") for p in params)
+        gamma, beta, mean, var = (tf.make_ndarray(p.attr["value"].tensor).astype("float64") for p in params if p)
         w = tf.make_ndarray(weights.attr["value"].tensor)
         scale = gamma / (var + bn.attr["epsilon"].f) ** 0.5
         if conv.op == "DepthwiseConv2dNative":
@@ -142,9 +142,9 @@ def optimize(graph_def: graph_pb2.GraphDef, inputs: Sequence[str], outputs: Sequ
     nodes = {n.name: n for n in graph_def.node}
     in_names = [node_name(n) for n in inputs]
     out_names = list(dict.fromkeys(node_name(n) for n in outputs))
-    missing = [n for n in in_names if n not in nodes or nodes[n].op not in ("Placeholder", "PlaceholderV2")]
+    missing = [n for n in in_names if n not in nodes or nodes[n].op not in PLAIN_PLACEHOLDER_OPS]
     if missing:
-        placeholders = [n.name for n in graph_def.node if n.op in ("Placeholder", "PlaceholderV2")]
+        placeholders = [n.name for n in graph_def.node if n.op in PLAIN_PLACEHOLDER_OPS]
         raise ExportError(f"cannot optimize: input(s) {', '.join(missing)} are not placeholders of the graph "
                           f"(placeholders: {', '.join(placeholders) or 'none'})")
     shapes = {n: nodes[n].attr["shape"] for n in in_names if "shape" in nodes[n].attr}

@@ -41,7 +41,8 @@ def load_source(source: str | None = None, *, meta: str | None = None, net: str 
     Raises:
         Tf1tuneError: Not exactly one of the three, or `num_classes` without `net`.
     """
-    import tf1tune
+    from tf1tune.checkpoints import resolve_checkpoint
+    from tf1tune.loaders import detect_kind, find_meta, load, load_meta, load_slim
 
     given = [x for x in (source, meta, net) if x]
     if len(given) != 1:
@@ -53,19 +54,16 @@ def load_source(source: str | None = None, *, meta: str | None = None, net: str 
     if net:
         if num_classes is not None:
             options["num_classes"] = num_classes or None
-        return tf1tune.load_slim(net, **options)
+        return load_slim(net, **options)
     if meta:
-        return tf1tune.load_meta(meta, **options)
+        return load_meta(meta, **options)
     assert source is not None  # exactly one was given
-    from tf1tune.checkpoints import resolve_checkpoint
-    from tf1tune.loaders import detect_kind, find_meta
-
     if checkpoint and detect_kind(source) == "checkpoint":  # the source names the graph, --checkpoint the weights
         graph = find_meta(resolve_checkpoint(source))
         if graph is None:
             raise Tf1tuneError(f"'{source}' has no .meta graph next to it; give the graph with --meta PATH")
-        return tf1tune.load_meta(graph, **options)
-    return tf1tune.load(source, **options)
+        return load_meta(graph, **options)
+    return load(source, **options)
 
 
 def source_files(handle: ModelHandle) -> list[str]:

@@ -23,8 +23,8 @@ from tensorflow.core.framework import graph_pb2
 
 from tf1tune._fs import require_folder, staged_dir
 from tf1tune.errors import ExportError, first_line
-from tf1tune.export._io import tensor_name
 from tf1tune.export.verify import Verification, compare, random_feeds, run_graph_def
+from tf1tune.graphdef import tensor_name
 from tf1tune.handle import ModelHandle
 
 

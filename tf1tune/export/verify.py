@@ -21,7 +21,7 @@ import tensorflow as tf
 from tensorflow.core.framework import graph_pb2
 
 from tf1tune.errors import ExportError, first_line
-from tf1tune.export._io import tensor_name
+from tf1tune.graphdef import tensor_name
 from tf1tune.handle import ModelHandle
 
 Runner = Callable[[Mapping[str, np.ndarray]], list[np.ndarray]]

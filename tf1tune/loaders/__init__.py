@@ -13,6 +13,7 @@ from __future__ import annotations
 import glob
 import inspect
 import os
+from collections.abc import Callable
 from typing import Any
 
 from tf1tune.checkpoints import _strip_file_suffix, resolve_checkpoint
@@ -44,7 +45,7 @@ def _is_v1_checkpoint_file(path: str) -> bool:
     try:
         tf.train.load_checkpoint(resolve_checkpoint(path))
         return True
-    except Exception:  # not a checkpoint: any reader or resolution failure means "some other file"
+    except Exception:  # noqa: BLE001  (not a checkpoint: any reader or resolution failure means "some other file")
         return False
 
 
@@ -69,7 +70,7 @@ def detect_kind(source: str | os.PathLike[str]) -> str:
                               "checkpoint prefix or slim:NAME)")
 
 
-_LOADERS = {"slim": load_slim, "saved_model": load_saved_model, "meta": load_meta, "frozen": load_frozen,
+_LOADERS: dict[str, Callable[..., ModelHandle]] = {"slim": load_slim, "saved_model": load_saved_model, "meta": load_meta, "frozen": load_frozen,
             "checkpoint": load_meta}
 
 

@@ -7,12 +7,9 @@ import warnings
 import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2
 
-from tf1tune import graph_repair
-from tf1tune.errors import BadSourceError, first_line
-
-
-class GraphRepairWarning(UserWarning):
-    """A source needed a repair to import on this TensorFlow; the message says which."""
+from tf1tune.errors import BadSourceError, GraphRepairWarning, first_line
+from tf1tune.graphdef import import_with_repair
+from tf1tune.repair import graph as graph_repair
 
 
 def warn_repairs(source: str, repairs: list[str]) -> None:
@@ -27,21 +24,14 @@ def import_meta_graph_def(
     """Repair `meta`, import it into a new graph; returns (graph, saver or None, repair lines).
 
     When the first import fails on `_output_shapes` hints that contradict today's shape inference,
-    the hints are stripped and the import is tried once more.
+    the hints are stripped and the import is tried once more (`tf1tune.graphdef.import_with_repair`).
     """
     repairs = graph_repair.repair_meta_graph(meta, source)
     try:
-        graph, saver = _import(meta)
-    except (ValueError, tf.errors.InvalidArgumentError) as first:
-        stripped = graph_repair.strip_output_shapes(meta.graph_def)
-        if not stripped:
-            raise BadSourceError(f"'{source}' does not import on TensorFlow {tf.__version__}: {first_line(first)}") from first
-        try:
-            graph, saver = _import(meta)
-        except (ValueError, tf.errors.InvalidArgumentError) as e:
-            raise BadSourceError(f"'{source}' does not import on TensorFlow {tf.__version__}: {first_line(e)}") from e
-        repairs += stripped
-    return graph, saver, repairs
+        (graph, saver), stripped = import_with_repair(meta.graph_def, lambda: _import(meta))
+    except (ValueError, tf.errors.InvalidArgumentError) as e:
+        raise BadSourceError(f"'{source}' does not import on TensorFlow {tf.__version__}: {first_line(e)}") from e
+    return graph, saver, repairs + stripped
 
 
 def _import(meta: meta_graph_pb2.MetaGraphDef) -> tuple[tf.Graph, tf.compat.v1.train.Saver | None]:

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from typing import TypeAlias
 
 import tensorflow as tf
 from tensorflow.core.framework import graph_pb2, tensor_shape_pb2
 
-from tf1tune import graph_repair
 from tf1tune.errors import BadSourceError, first_line
+from tf1tune.graphdef import PLAIN_PLACEHOLDER_OPS
 from tf1tune.handle import ModelHandle
 from tf1tune.loaders._graph_import import warn_repairs
 from tf1tune.names import not_found
+from tf1tune.repair import graph as graph_repair
 
-Shape = Sequence[int | None]
+Shape: TypeAlias = Sequence[int | None]
 
 
 def load_frozen(
@@ -55,7 +57,7 @@ def load_frozen(
 
 
 def _set_input_shapes(graph_def: graph_pb2.GraphDef, shapes: Mapping[str, Shape], batch_size: int | None) -> None:
-    placeholders = {n.name: n for n in graph_def.node if n.op in ("Placeholder", "PlaceholderV2")}
+    placeholders = {n.name: n for n in graph_def.node if n.op in PLAIN_PLACEHOLDER_OPS}
     for name in shapes:
         if name.split(":")[0] not in placeholders:
             raise not_found("input placeholder", name, placeholders)

@@ -8,9 +8,9 @@ from tensorflow.core.protobuf import meta_graph_pb2
 
 from tf1tune.checkpoints import resolve_checkpoint
 from tf1tune.errors import SourceNotFoundError
-from tf1tune.graph_repair import read_proto
 from tf1tune.handle import ModelHandle
 from tf1tune.loaders._graph_import import import_meta_graph_def, warn_repairs
+from tf1tune.repair.graph import read_proto
 
 
 def load_meta(meta_path: str | os.PathLike[str], checkpoint: str | os.PathLike[str] | None = None) -> ModelHandle:

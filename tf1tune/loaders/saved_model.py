@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from tensorflow.core.protobuf import saved_model_pb2
 
 from tf1tune.errors import SourceNotFoundError
-from tf1tune.graph_repair import read_proto
 from tf1tune.handle import ModelHandle, candidate_inputs, candidate_outputs, named_endpoints
 from tf1tune.loaders._graph_import import import_meta_graph_def, warn_repairs
 from tf1tune.names import not_found
+from tf1tune.repair.graph import read_proto
 
 
 def saved_model_file(export_dir: str) -> str | None:

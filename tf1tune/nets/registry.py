@@ -9,6 +9,9 @@ and is called inside the net's arg scope; `num_classes=None` builds the features
 variables). The metadata (`NetConfig`) tells the rest of tf1tune which scopes a new head replaces, which
 endpoint to graft on by default, what input size and preprocessing the published checkpoints expect,
 and whether those checkpoints carry a background class (1001 outputs instead of 1000).
+
+This module is a leaf: it imports no net definition. `tf1tune.nets` (the package) imports the definitions
+(`tf1tune.nets.definitions`), so every built-in net is registered once `tf1tune.nets.<anything>` is imported.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tf1tune.errors import NetRegistryError
 from tf1tune.names import not_found
 
 Builder = Callable[..., tuple[Any, dict[str, Any]]]
@@ -74,7 +78,7 @@ def register_net(**metadata: Any) -> Callable[[Builder], Builder]:
     def decorate(builder: Builder) -> Builder:
         name = metadata.pop("name", builder.__name__)
         if name in _REGISTRY:
-            raise ValueError(f"net '{name}' is registered twice")
+            raise NetRegistryError(f"net '{name}' is registered twice; give the second one another name")
         _REGISTRY[name] = NetConfig(name=name, builder=builder, **metadata)
         return builder
 
@@ -83,7 +87,6 @@ def register_net(**metadata: Any) -> Callable[[Builder], Builder]:
 
 def get_net(name: str) -> NetConfig:
     """The `NetConfig` registered as `name`; an unknown name lists the closest registered ones."""
-    _load_definitions()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -92,10 +95,4 @@ def get_net(name: str) -> NetConfig:
 
 def list_nets() -> list[str]:
     """Names of every registered net, sorted."""
-    _load_definitions()
     return sorted(_REGISTRY)
-
-
-def _load_definitions() -> None:
-    # Importing the definition modules registers their nets; done on first use, not on import.
-    from tf1tune.nets import definitions  # noqa: F401

@@ -12,7 +12,17 @@ from typing import Any
 
 import tensorflow as tf
 import tf_slim as slim
-from tf_slim.nets import alexnet, inception_v1, inception_v2, inception_v3, overfeat, resnet_utils, resnet_v1, resnet_v2, vgg
+from tf_slim.nets import (
+    alexnet,
+    inception_v1,
+    inception_v2,
+    inception_v3,
+    overfeat,
+    resnet_utils,
+    resnet_v1,
+    resnet_v2,
+    vgg,
+)
 
 from tf1tune.nets.registry import register_net
 

@@ -4,7 +4,7 @@ Each repair returns one line saying what it changed; loaders print those lines a
 - a `tensorflow_version` that is not a valid version string (`0.12.head`) is cut to its numeric part;
 - attributes that the registered op no longer declares are removed;
 - `_output_shapes` hints are removed when the import fails on them (old files carry hints that
-  disagree with what today's shape inference computes);
+  disagree with what today's shape inference computes; `tf1tune.graphdef.import_with_repair`);
 - device placements are cleared (a graph pinned to `/gpu:0` must run on a CPU machine).
 Op types that this TensorFlow does not register cannot be repaired: `check_ops_registered` raises one
 error listing each unknown type and the nodes that use it.
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from typing import TypeAlias
 
 import tensorflow as tf
 from google.protobuf import message, text_format
@@ -23,11 +23,13 @@ from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow.python.framework import op_def_registry
 
 from tf1tune.errors import BadSourceError, SourceNotFoundError, UnknownOpsError
+from tf1tune.graphdef import all_nodes
+from tf1tune.names import capped
 
 _VALID_VERSION = re.compile(r"^\d+(\.\d+)*([.-]?(a|b|rc|dev|post)\d*)?$")
 _NUMERIC_PART = re.compile(r"^\d+(\.\d+)*")
 
-ProtoT = graph_pb2.GraphDef | meta_graph_pb2.MetaGraphDef | saved_model_pb2.SavedModel
+ProtoT: TypeAlias = graph_pb2.GraphDef | meta_graph_pb2.MetaGraphDef | saved_model_pb2.SavedModel
 
 
 def read_proto(path: str, proto: ProtoT, what: str) -> str:
@@ -94,16 +96,10 @@ def repair_version_string(meta: meta_graph_pb2.MetaGraphDef) -> list[str]:
     return [f"tensorflow_version '{version}' is not a valid version string; read it as '{fixed or 'unknown'}'"]
 
 
-def _all_nodes(graph_def: graph_pb2.GraphDef) -> Iterable[tf.compat.v1.NodeDef]:
-    yield from graph_def.node
-    for function in graph_def.library.function:
-        yield from function.node_def
-
-
 def repair_unknown_attrs(graph_def: graph_pb2.GraphDef) -> list[str]:
     """Remove attrs that the registered op no longer declares (internal `_`-prefixed hints are kept)."""
     removed: dict[tuple[str, str], int] = {}
-    for node in _all_nodes(graph_def):
+    for node in all_nodes(graph_def):
         op_def = op_def_registry.get(node.op)
         if op_def is None:
             continue
@@ -115,20 +111,10 @@ def repair_unknown_attrs(graph_def: graph_pb2.GraphDef) -> list[str]:
             for (op, attr), n in sorted(removed.items())]
 
 
-def strip_output_shapes(graph_def: graph_pb2.GraphDef) -> list[str]:
-    """Remove every `_output_shapes` hint (used when they contradict the graph)."""
-    n = 0
-    for node in _all_nodes(graph_def):
-        if "_output_shapes" in node.attr:
-            del node.attr["_output_shapes"]
-            n += 1
-    return [f"removed inconsistent _output_shapes hints from {n} node(s)"] if n else []
-
-
 def clear_devices(graph_def: graph_pb2.GraphDef) -> list[str]:
     """Clear device placements; returns one line naming the devices that were set."""
     devices = set()
-    for node in _all_nodes(graph_def):
+    for node in all_nodes(graph_def):
         if node.device:
             if not re.fullmatch(r"(/job:localhost(/replica:0)?(/task:0)?)?/(device:)?cpu:[0*]", node.device, re.IGNORECASE):
                 devices.add(node.device)  # only placements that could fail here are worth a warning
@@ -143,13 +129,13 @@ def check_ops_registered(graph_def: graph_pb2.GraphDef, source: str) -> None:
     """Raise `UnknownOpsError` listing every op type of `graph_def` that this TensorFlow lacks."""
     functions = {f.signature.name for f in graph_def.library.function}
     unknown: dict[str, list[str]] = {}
-    for node in _all_nodes(graph_def):
+    for node in all_nodes(graph_def):
         if node.op not in functions and op_def_registry.get(node.op) is None:
             unknown.setdefault(node.op, []).append(node.name)
     if unknown:
         parts = []
         for op, nodes in sorted(unknown.items()):
-            shown = ", ".join(nodes[:3]) + (f" and {len(nodes) - 3} more" if len(nodes) > 3 else "")
+            shown = capped(nodes, 3)
             parts.append(f"{op} (used by {shown})")
         raise UnknownOpsError(
             f"'{source}' uses op types that TensorFlow {tf.__version__} does not register: {'; '.join(parts)}; "

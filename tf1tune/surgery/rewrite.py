@@ -1,46 +1,35 @@
-"""Checkpoint surgery: rename or drop scopes, convert formats and dtypes, merge checkpoints.
-
-Old TF1 checkpoints rarely fit the graph that should use them: the net now lives under another scope, the
-optimizer state of a finished run is dead weight, the file is a V1 checkpoint, or the weights are split over two
-checkpoints. These functions rewrite a checkpoint into a new V2 checkpoint and never touch the source.
+"""rename_checkpoint, convert_checkpoint, merge_checkpoints: plan the whole result, then write it (`write`).
 
 Every function plans the whole result first (names, dtypes, values) and raises `SurgeryError` on any problem
-before a byte is written. The result is then saved with plain `tf.compat.v1.train.Saver` into a temporary
-directory next to the output, read back and compared bit for bit with what was intended, and only then moved into
-place, with a `checkpoint` state file that names it by a relative path. Values reach the graph through
-placeholders, never as constants, so checkpoints over 2 GB work.
-
-Scopes match at `/` boundaries: `logits` matches `logits` and `logits/w`, not `logits_new/w`.
+before a byte is written; `tf1tune.surgery.write` then writes and checks it. Scopes match at `/` boundaries:
+`logits` matches `logits` and `logits/w`, not `logits_new/w`.
 """
 
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import tensorflow as tf
 
-from tf1tune._fs import check_output, staged_dir
-from tf1tune.checkpoints import checkpoint_files, read_checkpoint, read_tensor, resolve_checkpoint
+from tf1tune.checkpoints import read_checkpoint, read_tensor, resolve_checkpoint
 from tf1tune.errors import SurgeryError
-from tf1tune.selection import is_optimizer_state_name, scope_matches
+from tf1tune.names import capped
+from tf1tune.selection import scope_matches
+from tf1tune.surgery.optimizer_state import optimizer_state_names
+from tf1tune.surgery.write import check_output_prefix, same_value, write_checkpoint
 
 __all__ = [
     "CastLoss",
     "SurgeryReport",
     "convert_checkpoint",
     "merge_checkpoints",
-    "optimizer_state_names",
     "rename_checkpoint",
 ]
 
-_GLOBAL_STEP = "global_step"
 _FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
-_INT_DTYPES = ("int32", "int64")
-_VARIABLE_OPS = ("VariableV2", "Variable", "VarHandleOp")
 
 
 @dataclass(frozen=True)
@@ -103,7 +92,7 @@ class SurgeryReport:
             )
         if self.resolved:
             lines.append(f"took {len(self.resolved)} differing entries from the preferred input: "
-                         + _short_list(self.resolved))
+                         + capped(self.resolved))
         lines.append(f"wrote {self.output} ({self.entries} entries)")
         return lines
 
@@ -154,7 +143,7 @@ def rename_checkpoint(
     prefix = resolve_checkpoint(checkpoint)
     reader = read_checkpoint(prefix)
     names = sorted(reader.get_variable_to_shape_map())
-    out = _check_output(output, [prefix], overwrite)
+    out = check_output_prefix(output, [prefix], overwrite)
     report = SurgeryReport(output=out)
 
     dropped: set[str] = set()
@@ -200,7 +189,7 @@ def rename_checkpoint(
     plan = {new_names[n]: _Source(reader, n, dtypes[n], prefix) for n in kept}
     report.renamed = [(n, new_names[n]) for n in kept if new_names[n] != n]
     report.dropped = sorted(dropped)
-    report.entries = _write(_load(plan), out, [prefix])
+    report.entries = write_checkpoint(_load(plan), out, [prefix])
     return report
 
 
@@ -231,7 +220,7 @@ def convert_checkpoint(
         raise SurgeryError(f"unknown --dtype '{dtype}'; use float16, float32 or float64")
     prefix = resolve_checkpoint(checkpoint)
     reader = read_checkpoint(prefix)
-    out = _check_output(output, [prefix], overwrite)
+    out = check_output_prefix(output, [prefix], overwrite)
     dtypes = reader.get_variable_to_dtype_map()
     values = _load({n: _Source(reader, n, dtypes[n], prefix) for n in sorted(dtypes)})
     report = SurgeryReport(output=out)
@@ -247,9 +236,9 @@ def convert_checkpoint(
         if overflowed and not allow_overflow:
             raise SurgeryError(
                 f"{sum(c.overflowed for c in overflowed)} finite values overflow to inf in {dtype} (in "
-                f"{_short_list([c.name for c in overflowed])}); keep a wider dtype or pass --allow-overflow"
+                f"{capped([c.name for c in overflowed])}); keep a wider dtype or pass --allow-overflow"
             )
-    report.entries = _write(values, out, [prefix])
+    report.entries = write_checkpoint(values, out, [prefix])
     return report
 
 
@@ -282,7 +271,7 @@ def merge_checkpoints(
     if prefer is not None and not 0 <= prefer < len(checkpoints):
         raise SurgeryError(f"--prefer {prefer} is not an input position; use 0 to {len(checkpoints) - 1}")
     prefixes = [resolve_checkpoint(c) for c in checkpoints]
-    out = _check_output(output, prefixes, overwrite)
+    out = check_output_prefix(output, prefixes, overwrite)
     per_input = []
     for prefix in prefixes:
         reader = read_checkpoint(prefix)
@@ -296,7 +285,7 @@ def merge_checkpoints(
         holders = [i for i, values in enumerate(per_input) if name in values]
         origin[name] = holders
         first = per_input[holders[0]][name]
-        differs = any(not _same(first, per_input[i][name]) for i in holders[1:])
+        differs = any(not same_value(first, per_input[i][name]) for i in holders[1:])
         if not differs:
             merged[name] = first
         elif prefer is not None and prefer in holders:
@@ -307,43 +296,12 @@ def merge_checkpoints(
     if conflicts:
         hint = ("pass --prefer N to take input N's values" if prefer is None
                 else f"input {prefer} does not hold them; prefer an input that does")
-        raise SurgeryError(f"{len(conflicts)} entries differ between the inputs: {_short_list(conflicts)}; {hint}")
+        raise SurgeryError(f"{len(conflicts)} entries differ between the inputs: {capped(conflicts)}; {hint}")
     for i, prefix in enumerate(prefixes):
         only = sum(1 for holders in origin.values() if holders == [i])
         report.notes.append(f"input {i} {prefix}: {len(per_input[i])} entries, {only} only there")
-    report.entries = _write(merged, out, prefixes)
+    report.entries = write_checkpoint(merged, out, prefixes)
     return report
-
-
-def optimizer_state_names(checkpoint: str, names: Sequence[str] | None = None) -> tuple[list[str], list[str], str]:
-    """The optimizer slots and global step among a checkpoint's entries.
-
-    Slots are the names `tf1tune.selection.is_optimizer_state_name` accepts (`.../Momentum`, `.../Adam_1`,
-    `.../Adagrad`, `beta1_power`, `frozen_snapshot`, ...), except `global_step`, which is reported as a step.
-    The global step is `global_step`, plus, when
-    the checkpoint has a `.meta`, the variable in its GLOBAL_STEP collection; when that collection is empty, an
-    integer scalar, non-trainable variable that an `AssignAdd` op increments (what `Optimizer.minimize(
-    global_step=...)` builds; MTCNN's `Variable` is such a step).
-
-    Args:
-        checkpoint: A resolved checkpoint prefix.
-        names: Its entry names (read from the checkpoint when None).
-
-    Returns:
-        (slot names, step names, how the step was found).
-    """
-    if names is None:
-        names = sorted(read_checkpoint(checkpoint).get_variable_to_shape_map())
-    slots = [n for n in names if n != _GLOBAL_STEP and is_optimizer_state_name(n)]
-    steps, how = [], "by name"
-    if _GLOBAL_STEP in names:
-        steps.append(_GLOBAL_STEP)
-    meta_steps, meta_how = _steps_from_meta(checkpoint)
-    for s in meta_steps:
-        if s in names and s not in steps:
-            steps.append(s)
-            how = meta_how
-    return slots, steps, how
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -378,7 +336,7 @@ def _no_match(flag: str, scope: str, names: Sequence[str], shown: str | None = N
 
     tops = sorted({n.split("/")[0] for n in names})
     near = closest(scope, tops + list(names), n=3)
-    listed = f"closest: {', '.join(near)}" if near else f"top-level scopes: {_short_list(tops)}"
+    listed = f"closest: {', '.join(near)}" if near else f"top-level scopes: {capped(tops)}"
     return SurgeryError(f"{flag} {shown or scope} matches no checkpoint entry ({listed}); scopes match whole "
                         "'/'-separated parts, see `tf1tune inspect CKPT`")
 
@@ -392,59 +350,6 @@ def _check_collisions(new_names: Mapping[str, str]) -> None:
         shown = "; ".join(f"{' and '.join(olds)} -> {new}" for new, olds in sorted(clashes.items())[:3])
         raise SurgeryError(f"after renaming, {len(clashes)} names would each be given to several entries ({shown}); "
                            "change the --map or --drop one side")
-
-
-def _short_list(items: Sequence[str], n: int = 5) -> str:
-    items = list(items)
-    return ", ".join(items[:n]) + (f" and {len(items) - n} more" if len(items) > n else "")
-
-
-def _steps_from_meta(prefix: str) -> tuple[list[str], str]:
-    """Global step variable names from the checkpoint's `.meta` (see `optimizer_state_names`)."""
-    from tensorflow.core.framework import variable_pb2
-    from tensorflow.core.protobuf import meta_graph_pb2
-
-    from tf1tune.graph_repair import read_proto
-    from tf1tune.loaders import find_meta
-
-    meta_path = find_meta(prefix)
-    if meta_path is None:
-        return [], ""
-    meta = meta_graph_pb2.MetaGraphDef()
-    try:
-        read_proto(meta_path, meta, "MetaGraphDef (.meta)")
-    except Exception as e:  # an unreadable .meta only loses the step detection
-        warnings.warn(f"cannot read {meta_path} to find the global step ({e}); only 'global_step' is dropped",
-                      stacklevel=3)
-        return [], ""
-
-    def var_names(key: str) -> list[str]:
-        if key not in meta.collection_def:
-            return []
-        out = []
-        for raw in meta.collection_def[key].bytes_list.value:
-            v = variable_pb2.VariableDef()
-            v.ParseFromString(raw)
-            out.append(v.variable_name.split(":")[0])
-        return out
-
-    collected = var_names(tf.compat.v1.GraphKeys.GLOBAL_STEP)
-    if collected:
-        return collected, f"GLOBAL_STEP collection of {os.path.basename(meta_path)}"
-    trainable = set(var_names(tf.compat.v1.GraphKeys.TRAINABLE_VARIABLES))
-    nodes = {n.name: n for n in meta.graph_def.node}
-    found = []
-    for node in meta.graph_def.node:
-        if node.op not in ("AssignAdd", "AssignAddVariableOp") or not node.input:
-            continue
-        var = nodes.get(node.input[0].split(":")[0].lstrip("^"))
-        if var is None or var.op not in _VARIABLE_OPS or var.name in trainable:
-            continue
-        dtype = tf.as_dtype(var.attr["dtype"].type).name
-        scalar = not var.attr["shape"].shape.dim and not var.attr["shape"].shape.unknown_rank
-        if dtype in _INT_DTYPES and scalar and var.name not in found:
-            found.append(var.name)
-    return found, f"int scalar incremented by AssignAdd in {os.path.basename(meta_path)}"
 
 
 def _cast(name: str, value: np.ndarray, src: tf.DType, dst: tf.DType) -> tuple[np.ndarray, CastLoss]:
@@ -464,116 +369,3 @@ def _cast(name: str, value: np.ndarray, src: tf.DType, dst: tf.DType) -> tuple[n
                           overflowed=int(overflow.sum()), underflowed=int((nonzero & (back == 0)).sum()))
 
 
-def _same(a: tuple[np.ndarray, tf.DType], b: tuple[np.ndarray, tf.DType]) -> bool:
-    """Same dtype, shape and bytes (NaNs with the same bits are the same)."""
-    (va, da), (vb, db) = a, b
-    if da != db or va.shape != vb.shape:
-        return False
-    if va.dtype == object or vb.dtype == object:
-        return va.tolist() == vb.tolist()
-    return va.tobytes() == vb.tobytes()
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Writing
-
-
-def _data_files(prefix: str) -> list[str]:
-    """The checkpoint's own files at `prefix`, without the `.meta` (which surgery neither writes nor replaces)."""
-    return [f for f in checkpoint_files(prefix) if not f.endswith(".meta")]
-
-
-def _check_output(output: str | os.PathLike[str], sources: Sequence[str], overwrite: bool) -> str:
-    """The output prefix, checked: not a directory, not a source, not an existing checkpoint unless `overwrite`."""
-    text = os.fspath(output)
-    out = os.path.abspath(text)
-    if os.path.isdir(out) or text.endswith(("/", os.sep)):
-        raise SurgeryError(f"--out '{output}' is a directory; give a checkpoint prefix in it, e.g. {output}/model.ckpt")
-    bases = [s.split("-?????-of-")[0] for s in sources]
-    source_files = {os.path.realpath(f) for s in sources for f in _data_files(s)}
-    existing = _data_files(out)
-    shown = os.path.basename(existing[0]) if existing else ""
-    overwrites_source = any(os.path.realpath(f) in source_files for f in existing)  # another name, the same files
-    return check_output(text, bases + ([text] if overwrites_source else []), overwrite,
-                        error=SurgeryError, existing=bool(existing),
-                        is_source="--out '{path}' is the source checkpoint; write to another prefix",
-                        exists=f"a checkpoint exists at '{{path}}' ({shown}); choose another --out or pass --overwrite")
-
-
-def _write(values: Mapping[str, tuple[np.ndarray, tf.DType]], out: str, sources: Sequence[str]) -> int:
-    """Save `values` as a V2 checkpoint at `out`, verified, then moved into place; returns the entry count."""
-    directory, base = os.path.split(out)
-    os.makedirs(directory, exist_ok=True)
-    with staged_dir(out) as tmp:
-        tmp_prefix = os.path.join(tmp, base)
-        _save(values, tmp_prefix)
-        _verify(values, tmp_prefix)
-        replaced = _data_files(out)  # only non-empty with overwrite (checked before)
-        # Data shards first, the .index last: until the new .index is in place, the old one still names data
-        # that exists; stale old files are deleted only once the new checkpoint is complete.
-        new_files = sorted(os.listdir(tmp), key=lambda name: (name.endswith(".index"), name))
-        for name in new_files:
-            os.replace(os.path.join(tmp, name), os.path.join(directory, name))
-        written = {os.path.realpath(os.path.join(directory, name)) for name in new_files}
-        for stale in replaced:
-            if os.path.realpath(stale) not in written:
-                os.remove(stale)
-        if replaced and os.path.isfile(out + ".meta"):
-            warnings.warn(f"{out}.meta belongs to the checkpoint that was replaced; delete or regenerate it",
-                          stacklevel=3)
-    source_dirs = {os.path.realpath(os.path.dirname(os.path.abspath(s))) for s in sources}
-    if os.path.realpath(directory) in source_dirs:
-        warnings.warn(f"wrote {base} next to its source; the directory's checkpoint state file is left as it is, "
-                      "so load the new checkpoint by its prefix", stacklevel=3)
-    else:
-        _write_state(directory, base)
-    return len(values)
-
-
-def _save(values: Mapping[str, tuple[np.ndarray, tf.DType]], prefix: str) -> None:
-    graph = tf.Graph()
-    with graph.as_default():
-        feeds, var_list = {}, {}
-        for i, (name, (value, dtype)) in enumerate(sorted(values.items())):
-            ph = tf.compat.v1.placeholder(dtype, shape=value.shape, name=f"value_{i}")
-            var_list[name] = tf.compat.v1.Variable(ph, name=f"entry_{i}", trainable=False, collections=[],
-                                                   use_resource=False)
-            feeds[ph] = value
-        saver = tf.compat.v1.train.Saver(var_list=var_list, write_version=tf.compat.v1.train.SaverDef.V2,
-                                         sharded=False, save_relative_paths=True)
-        with tf.compat.v1.Session(graph=graph) as sess:
-            if var_list:
-                sess.run([v.initializer for v in var_list.values()], feed_dict=feeds)
-            saver.save(sess, prefix, write_meta_graph=False, write_state=False)
-
-
-def _verify(values: Mapping[str, tuple[np.ndarray, tf.DType]], prefix: str) -> None:
-    reader = tf.train.load_checkpoint(prefix)
-    shapes = reader.get_variable_to_shape_map()
-    dtypes = reader.get_variable_to_dtype_map()
-    bad = sorted(set(shapes) ^ set(values))
-    for name, (value, dtype) in values.items():
-        if name not in shapes:
-            continue
-        read = np.asarray(reader.get_tensor(name))
-        if tuple(shapes[name]) != value.shape or dtypes[name] != dtype or not _same((read, dtype), (value, dtype)):
-            bad.append(name)
-    if bad:
-        raise SurgeryError(f"the checkpoint written does not read back as intended ({_short_list(bad)}); "
-                           "nothing was moved into place; rerun with --debug and report it")
-
-
-def _write_state(directory: str, base: str) -> None:
-    """Make `base` the directory's latest checkpoint in its `checkpoint` state file (relative paths), with TF's own
-    writer (`update_checkpoint_state`, atomic); checkpoints it listed that still exist stay listed."""
-    listed: list[str] = []
-    if os.path.isfile(os.path.join(directory, "checkpoint")):
-        try:
-            state = tf.train.get_checkpoint_state(directory)
-        except Exception:  # noqa: BLE001  (a garbled state file of any kind is replaced)
-            state = None
-        if state:
-            listed = [os.path.basename(p) for p in state.all_model_checkpoint_paths
-                      if _data_files(os.path.join(directory, os.path.basename(p)))]
-    listed = [p for p in listed if p != base] + [base]
-    tf.compat.v1.train.update_checkpoint_state(directory, base, all_model_checkpoint_paths=listed)

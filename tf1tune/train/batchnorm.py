@@ -13,13 +13,11 @@ from collections.abc import Sequence
 import tensorflow as tf
 
 from tf1tune.errors import Tf1tuneError
+from tf1tune.graphdef import FUSED_BATCH_NORM_OPS, VARIABLE_OPS
 from tf1tune.names import not_found
 from tf1tune.selection import scope_matches
 
 __all__ = ["batch_norm_to_inference", "frozen_batch_norm_layers", "frozen_batch_norm_updates"]
-
-_FUSED_BATCH_NORM = frozenset({"FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3"})
-
 
 def _name(variable: tf.Variable) -> str:
     return variable.op.name
@@ -48,7 +46,8 @@ def frozen_batch_norm_updates(
     Returns:
         `(kept, dropped)`, each in the original order.
     """
-    kept, dropped = [], []
+    kept: list[tf.Operation | tf.Tensor] = []
+    dropped: list[tf.Operation | tf.Tensor] = []
     for op in update_ops:
         name = op.op.name if isinstance(op, tf.Tensor) else op.name
         (kept if _under(name, trainable_scopes, regex) else dropped).append(op)
@@ -67,7 +66,7 @@ def _moving_read(graph: tf.Graph, layer: str, stat: str) -> tf.Tensor:
         op = None
     if op is not None and op.type == "VarHandleOp":
         return tf.raw_ops.ReadVariableOp(resource=op.outputs[0], dtype=op.get_attr("dtype"))
-    if op is not None and op.type in ("VariableV2", "Variable"):
+    if op is not None and op.type in VARIABLE_OPS:  # a ref variable
         return tf.identity(op.outputs[0])
     raise not_found("batch-norm moving statistic", target,
                     [o.name for o in graph.get_operations() if o.name.startswith(layer + "/")],
@@ -103,9 +102,9 @@ def batch_norm_to_inference(graph: tf.Graph, frozen_scopes: Sequence[str], regex
     """
     scopes = list(frozen_scopes)
     ops = graph.get_operations()
-    fused = [op for op in ops if op.type in _FUSED_BATCH_NORM and op.get_attr("is_training")
+    fused = [op for op in ops if op.type in FUSED_BATCH_NORM_OPS and op.get_attr("is_training")
              and _under(op.name, scopes, regex) and op._get_control_flow_context() is None]
-    fused_layers = {op.name.rsplit("/", 1)[0] for op in ops if op.type in _FUSED_BATCH_NORM}
+    fused_layers = {op.name.rsplit("/", 1)[0] for op in ops if op.type in FUSED_BATCH_NORM_OPS}
     unfused = sorted({op.name.split("/moments/", 1)[0] for op in ops
                       if "/moments/" in op.name and op.type == "Mean" and _under(op.name, scopes, regex)}
                      - fused_layers)
@@ -148,5 +147,5 @@ def frozen_batch_norm_layers(graph: tf.Graph, trained_scopes: Sequence[str], reg
         Sorted layer scopes, ready for `batch_norm_to_inference`.
     """
     return sorted({op.name.rsplit("/", 1)[0] for op in graph.get_operations()
-                   if op.type in _FUSED_BATCH_NORM and op.get_attr("is_training")
+                   if op.type in FUSED_BATCH_NORM_OPS and op.get_attr("is_training")
                    and not _under(op.name, trained_scopes, regex)})

@@ -131,5 +131,7 @@ def _validation_images(config: dict[str, Any], size: tuple[int, int], channels: 
     from tf1tune import data as data_lib
 
     source = config.get("val_data") or config.get("train_data")
+    if not source:
+        raise BadSourceError("the run's config.yaml names no val_data or train_data to verify the export on")
     dataset = data_lib.load_dataset(source, size, channels)
     return np.asarray(dataset.images[:VERIFY_IMAGES])

@@ -51,8 +51,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from tf1tune.errors import SelectionError, SourceNotFoundError, Tf1tuneError
-from tf1tune.names import closest, not_found
+from tf1tune.errors import SelectionError, SourceNotFoundError, Tf1tuneError, TrainWarning
+from tf1tune.names import capped, closest, not_found
 from tf1tune.selection import scope_matches
 
 __all__ = ["OPTIMIZERS", "TrainOp", "build_train_op", "load_mask"]
@@ -67,10 +67,6 @@ _OPTIMIZERS: dict[str, tuple[str, Any]] = {
 OPTIMIZERS: tuple[str, ...] = tuple(_OPTIMIZERS)
 
 SNAPSHOT_SUFFIX = "frozen_snapshot"
-
-
-class TrainWarning(UserWarning):
-    """A trained variable gets no gradient from the loss, so the step leaves it unchanged."""
 
 
 @dataclass
@@ -150,8 +146,7 @@ def _check_multipliers(multipliers: Mapping[str, float], names: list[str], regex
         if not any(scope_matches(n, scope, regex) for n in names):
             scopes = sorted({"/".join(n.split("/")[: i + 1]) for n in names for i in range(n.count("/") + 1)})
             near = [] if regex else closest(scope.rstrip("/"), scopes, n=3)
-            hint = f"closest: {', '.join(near)}" if near else f"trained variables: {', '.join(names[:5])}" + (
-                f" and {len(names) - 5} more" if len(names) > 5 else "")
+            hint = f"closest: {', '.join(near)}" if near else f"trained variables: {capped(names)}"
             raise SelectionError(f"learning-rate multiplier scope '{scope}' matches none of the trained variables "
                                  f"({hint}); a scope matches whole '/'-separated prefixes of variable names")
         checked.append((scope, m))
