@@ -22,6 +22,6 @@ setup(
         "tqdm",
         "PyYAML",
     ],
-    extras_require={"test": ["pytest", "pytest-xdist"], "onnx": ["tf2onnx>=1.17", "onnxruntime>=1.20"]},
+    extras_require={"test": ["pytest", "pytest-xdist", "mypy", "ruff"], "onnx": ["tf2onnx>=1.17", "onnxruntime>=1.20"]},
     entry_points={"console_scripts": ["tf1tune=tf1tune.cli:main"]},
 )
