@@ -29,7 +29,7 @@ from tf1tune.export import (
     session_runner,
     verify,
 )
-from tf1tune.export.optimize import fold_batch_norms
+from tf1tune.export.rewrites import fold_batch_norms
 
 DIGITS = str(Path(__file__).resolve().parents[1] / "checkpoints" / "digits_cnn")
 SOFTMAX = "DigitsCNN/Predictions/Softmax"
@@ -378,3 +378,16 @@ def test_freeze_refuses_an_existing_out_without_overwrite(tmp_path, capsys):
     code, stdout, _ = _cli(capsys, *argv, "--overwrite")
     assert code == 0 and "wrote" in stdout
     assert len(read_graph_def(str(out)).node) > 0
+
+
+def test_export_model_from_python_freezes_verifies_and_writes(tmp_path):
+    out = tmp_path / "digits.pb"
+    result = tf1tune.export_model(DIGITS, inputs=["input"], outputs=["DigitsCNN/Predictions/Softmax"], optimize=True,
+                                  pb=str(out))
+    assert result.written == [str(out)] and result.check.max_abs <= 1e-5 * 1.0
+    frozen = tf1tune.load_frozen(str(out))
+    assert [t.name for t in frozen.inputs] == ["input:0"]
+    with pytest.raises(tf1tune.ExportError, match="exists; choose another --out or pass --overwrite"):
+        tf1tune.export_model(DIGITS, inputs=["input"], outputs=["DigitsCNN/Predictions/Softmax"], pb=str(out),
+                             overwrite=False)
+

@@ -4,6 +4,7 @@
 |-----------------------|-----------------|--------------------------------------------------------------------|
 | `freeze`              | `freeze`        | checkpoint values into constants, inference mode, only what the outputs need |
 | `optimize`            | `optimize`      | batch norm folded into the conv/matmul, constants folded, identities removed |
+| (graph rewrites)      | `rewrites`      | grappler, dead-branch pruning, batch-norm folding: every rewrite in one place |
 | `verify`              | `verify`        | the source and the export on the same inputs, compared within a tolerance |
 | `export_saved_model`  | `saved_model`   | a frozen graph as a SavedModel with a `serving_default` signature  |
 | `export_onnx`         | `onnx_export`   | ONNX through tf2onnx, checked with onnxruntime (optional `onnx` extra) |

@@ -5,7 +5,7 @@ outputs need, so optimizer, saver, summary and input-queue ops fall away. Before
 inference mode: every boolean `PlaceholderWithDefault` the outputs depend on (`is_training`) becomes a constant
 `False` (or what `set_values` says). Conditionals on it (slim's batch norm and dropout become `If` ops on TF 2)
 are lowered to Switch/Merge by grappler's function optimizer, and then the branch that inference never takes is
-cut out here (`_prune_dead_branches`; grappler leaves Switches on constants in place), so dropout turns into
+cut out (`tf1tune.export.rewrites.inference_only`; grappler leaves Switches on constants in place), so dropout turns into
 identity and batch norm uses its moving statistics. The chosen inputs become placeholders with a free batch
 dimension, unless the graph has its batch size baked into constants (then it stays, with a note). An output that
 needs a placeholder which is neither an input nor set (say `labels`) is an error.
@@ -23,7 +23,8 @@ from tensorflow.core.framework import graph_pb2
 
 from tf1tune.errors import ExportError, first_line
 from tf1tune.export._io import strip_colocation
-from tf1tune.graphdef import FUNCTIONAL_OPS, PLACEHOLDER_OPS, VARIABLE_OPS, node_name, split_input
+from tf1tune.export.rewrites import inference_only
+from tf1tune.graphdef import PLACEHOLDER_OPS, VARIABLE_OPS, node_name
 from tf1tune.handle import ModelHandle
 
 _TRUE = {"true", "1", "yes", "on"}
@@ -198,7 +199,7 @@ def freeze_model(
         except (ValueError, tf.errors.OpError) as e:
             first = first_line(e)
             raise ExportError(f"TensorFlow could not freeze the graph: {first}") from e
-    frozen = _inference_only(strip_colocation(frozen), [t.op.name for t in out_tensors])
+    frozen = inference_only(strip_colocation(frozen), [t.op.name for t in out_tensors])
     model = FrozenModel(graph_def=frozen, inputs=[t.name for t in in_tensors], outputs=[t.name for t in out_tensors],
                         settings=settings)
     _check_free_batch(model, {t.op.name: t.shape[0] for t in in_tensors if t.shape.rank and t.shape[0] is not None})
@@ -240,95 +241,3 @@ def freeze(
         >>> graph_def = tf1tune.freeze(handle, ["DigitsCNN/Predictions/Softmax"], inputs=["input"])
     """
     return freeze_model(handle, outputs, inputs, set_values).graph_def
-
-
-def _inference_only(graph_def: graph_pb2.GraphDef, outputs: list[str]) -> graph_pb2.GraphDef:
-    """Conditionals and function calls lowered and pruned on their now-constant predicates (grappler).
-
-    Only runs when the graph has functional control flow (an `If` on `is_training`): then grappler's function
-    optimizer inlines the calls and constant folding drops the branch that inference never takes.
-    """
-    if not any(n.op in FUNCTIONAL_OPS for n in graph_def.node):
-        return graph_def
-    from tf1tune.export.optimize import run_grappler
-
-    lowered = run_grappler(graph_def, outputs, ["function"])
-    return _prune_dead_branches(lowered, outputs)
-
-
-def _prune_dead_branches(graph_def: graph_pb2.GraphDef, outputs: list[str]) -> graph_pb2.GraphDef:
-    """Switch/Merge conditionals on a constant predicate replaced by the branch that runs.
-
-    A `Switch` whose predicate is a constant (through Identities) forwards its data input on the taken port;
-    everything fed by the other port is dead, deadness spreads through data and control edges except into a
-    `Merge`, and a `Merge` left with one live input becomes an `Identity`. Then only what the outputs need is kept.
-    """
-    nodes = {n.name: n for n in graph_def.node}
-
-    def constant(name: str) -> bool | None:
-        node = nodes.get(split_input(name)[0])
-        while node is not None and node.op == "Identity":
-            node = nodes.get(split_input(node.input[0])[0])
-        if node is None or node.op != "Const" or node.attr["dtype"].type != tf.bool.as_datatype_enum:
-            return None
-        return bool(tf.make_ndarray(node.attr["value"].tensor))
-
-    taken = {n.name: int(v) for n in graph_def.node if n.op == "Switch" and (v := constant(n.input[1])) is not None}
-    if not taken:
-        return graph_def
-    dead_nodes: set[str] = set()
-    changed = True
-    while changed:
-        changed = False
-        for node in graph_def.node:
-            if node.name in dead_nodes or node.name in taken or node.op == "Merge":
-                continue
-            for text in node.input:
-                src, index, control = split_input(text)
-                if src in dead_nodes or (src in taken and not control and index != taken[src]):
-                    dead_nodes.add(node.name)
-                    changed = True
-                    break
-    result = graph_pb2.GraphDef()
-    result.versions.CopyFrom(graph_def.versions)
-    result.library.CopyFrom(graph_def.library)
-    for node in graph_def.node:
-        if node.name in dead_nodes or node.name in taken:
-            continue
-        new = result.node.add()
-        new.CopyFrom(node)
-        del new.input[:]
-        for text in node.input:
-            src, index, control = split_input(text)
-            if src in dead_nodes or (src in taken and not control and index != taken[src]):
-                if node.op != "Merge":
-                    raise ExportError(f"internal: live node '{node.name}' reads dead '{text}'")
-                continue
-            if src in taken:  # the taken port forwards the Switch's data input; its control edge always fires
-                if control:
-                    continue
-                text = nodes[src].input[0]
-            new.input.append(text)
-        if node.op == "Merge" and len([i for i in new.input if not i.startswith("^")]) == 1:
-            new.op = "Identity"
-            for key in list(new.attr):
-                if key != "T":
-                    del new.attr[key]
-    # Control edges from nodes that only pass constants along (the branches' pivots and their NoOps) order nothing.
-    trivial: set[str] = set()
-    grew = True
-    while grew:
-        grew = False
-        for node in result.node:
-            if (node.name not in trivial and node.op in ("NoOp", "Identity", "Const")
-                    and all(split_input(i)[0] in trivial for i in node.input)):
-                trivial.add(node.name)
-                grew = True
-    for node in result.node:
-        keep = [i for i in node.input if not (i.startswith("^") and i[1:] in trivial)]
-        if len(keep) != len(node.input):
-            del node.input[:]
-            node.input.extend(keep)
-    strip_colocation(result)  # hints naming removed nodes would pull them back in
-    return tf.compat.v1.graph_util.extract_sub_graph(result, outputs)
-

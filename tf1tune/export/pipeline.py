@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from tf1tune._fs import check_output
-from tf1tune.errors import ExportError, Tf1tuneError
+from tf1tune.errors import ExportError
 from tf1tune.export._io import write_graph_def
 from tf1tune.export.freeze import FrozenModel, freeze_model
 from tf1tune.export.optimize import optimize as optimize_graph
@@ -39,17 +39,17 @@ def load_source(source: str | None = None, *, meta: str | None = None, net: str 
     from `checkpoint`.
 
     Raises:
-        Tf1tuneError: Not exactly one of the three, or `num_classes` without `net`.
+        ExportError: Not exactly one of the three, or `num_classes` without `net`.
     """
     from tf1tune.checkpoints import resolve_checkpoint
     from tf1tune.loaders import detect_kind, find_meta, load, load_meta, load_slim
 
     given = [x for x in (source, meta, net) if x]
     if len(given) != 1:
-        raise Tf1tuneError(f"give exactly one of SOURCE, --meta PATH, --net NAME or --run-dir RUN (got {len(given)}); "
+        raise ExportError(f"give exactly one of SOURCE, --meta PATH, --net NAME or --run-dir RUN (got {len(given)}); "
                            "e.g. tf1tune freeze checkpoints/digits_cnn --outputs DigitsCNN/Predictions/Softmax --out m.pb")
     if num_classes is not None and not net:
-        raise Tf1tuneError("--num-classes only applies to --net NAME")
+        raise ExportError("--num-classes only applies to --net NAME")
     options: dict[str, Any] = {"checkpoint": checkpoint} if checkpoint else {}
     if net:
         if num_classes is not None:
@@ -61,7 +61,7 @@ def load_source(source: str | None = None, *, meta: str | None = None, net: str 
     if checkpoint and detect_kind(source) == "checkpoint":  # the source names the graph, --checkpoint the weights
         graph = find_meta(resolve_checkpoint(source))
         if graph is None:
-            raise Tf1tuneError(f"'{source}' has no .meta graph next to it; give the graph with --meta PATH")
+            raise ExportError(f"'{source}' has no .meta graph next to it; give the graph with --meta PATH")
         return load_meta(graph, **options)
     return load(source, **options)
 
@@ -104,14 +104,14 @@ def check_outputs(handle: ModelHandle, outputs: Mapping[str, str | None], overwr
     saved_model = [handle.source] if handle.kind == "saved_model" and os.path.isdir(handle.source) else []
     given = {flag: path for flag, path in outputs.items() if path}
     for flag, path in given.items():
-        check_output(path, own, None, is_source=f"{flag} '{{path}}' is a file of the source; write the export "
+        check_output(path, own, None, error=ExportError, is_source=f"{flag} '{{path}}' is a file of the source; write the export "
                      "somewhere else", exists="")
-        check_output(path, saved_model, overwrite,
+        check_output(path, saved_model, overwrite, error=ExportError,
                      is_source=f"{flag} '{{path}}' is inside the source SavedModel '{{source}}'; write the export "
                      "somewhere else", exists=f"{flag} '{{path}}' exists; choose another {flag} or pass --overwrite")
     targets = [os.path.realpath(p) for p in given.values()]
     if len(set(targets)) < len(targets):
-        raise Tf1tuneError("--out and --onnx are the same file; give them different paths")
+        raise ExportError("--out and --onnx are the same file; give them different paths")
 
 
 def freeze_and_verify(
@@ -208,7 +208,7 @@ def export_model(
         What was verified and written.
 
     Raises:
-        Tf1tuneError: Bad source or names, an output that is a source file, a failed verification.
+        Tf1tuneError: Bad source or names (`ExportError`: an output that is a source file, a failed verification).
     """
     if not (pb or onnx or saved_model):
         raise ExportError("nothing to write: give pb, onnx or saved_model")
@@ -217,7 +217,7 @@ def export_model(
         from tf1tune.train.run_dir import load_run
 
         if source or meta or net:
-            raise Tf1tuneError("--run-dir replaces SOURCE, --meta and --net; give only one of them")
+            raise ExportError("--run-dir replaces SOURCE, --meta and --net; give only one of them")
         run = load_run(run_dir)
         handle = run.handle
         inputs, outputs = list(inputs or [run.input]), list(outputs or [run.probabilities])
@@ -226,7 +226,7 @@ def export_model(
         handle = load_source(source, meta=meta, net=net, num_classes=num_classes, checkpoint=checkpoint)
     check_outputs(handle, {"--out": pb or saved_model, "--onnx": onnx}, overwrite)
     if not outputs:
-        raise Tf1tuneError("--outputs is required (except with --run-dir); e.g. --outputs DigitsCNN/Predictions/Softmax")
+        raise ExportError("--outputs is required (except with --run-dir); e.g. --outputs DigitsCNN/Predictions/Softmax")
     frozen, check = freeze_and_verify(handle, outputs, inputs, settings, optimize, feeds, rtol, atol, seed)
     result = ExportResult(handle=handle, frozen=frozen, check=check)
     if onnx:  # checked before anything is written
