@@ -198,15 +198,9 @@ def checkpoint_values(prefix: str) -> dict[str, np.ndarray]:
     return {n: read_tensor(reader, n, prefix) for n in reader.get_variable_to_shape_map()}
 
 
-_NOISE = ("Graph execution error", "Detected at node", "Node:", "[[", "File ", "Original stack trace")
-
-
 def _unreadable(prefix: str, e: BaseException) -> BadSourceError:
     """The one-line error for a checkpoint whose values cannot be read; keeps the first telling line of `e`."""
-    text = getattr(e, "message", None) or str(e)
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    telling = [line for line in lines if not line.startswith(_NOISE)]
-    first = (telling or lines or [type(e).__name__])[0]
+    first = first_line(e, telling=True)
     if len(first) > 200:
         first = first[:200] + "..."
     return BadSourceError(

@@ -7,6 +7,8 @@ Every warning is a `UserWarning` subclass below; the CLI prints it as one `tf1tu
 
 from __future__ import annotations
 
+import re
+
 
 class Tf1tuneError(Exception):
     """Base class of every error tf1tune raises on purpose."""
@@ -64,7 +66,7 @@ class NetRegistryError(Tf1tuneError):
 
 
 class ConfigError(Tf1tuneError):
-    """A fine-tuning configuration key or value that is not allowed; the message lists what is."""
+    """A fine-tuning key or value (of a run, or of one training step) that is not allowed; the message lists what is."""
 
 
 class GraphRepairError(Tf1tuneError):
@@ -94,10 +96,20 @@ class FinetuneWarning(UserWarning):
     """Something a fine-tuning run could not do exactly as asked; the message says what and why."""
 
 
-def first_line(error: BaseException) -> str:
+# Framing lines of TensorFlow's error texts that say where, not what.
+_TF_NOISE = ("Graph execution error", "Detected at node", "Node:", "[[", "File ", "Original stack trace")
+
+
+def first_line(error: BaseException, telling: bool = False) -> str:
     """The first non-empty line of an exception's message (its type name when the message is empty).
 
-    TensorFlow's errors carry long multi-line texts; tf1tune's messages quote only their first line.
+    TensorFlow's errors carry long multi-line texts; tf1tune's messages quote only their first line. With
+    `telling`, TensorFlow's framing lines (`Graph execution error:`, `Detected at node ...`) are skipped and the
+    `{{function_node ...}}` and `[Op:...]` decorations removed, leaving the line that says what went wrong.
     """
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    if telling:
+        lines = [line for line in lines if not line.startswith(_TF_NOISE)] or lines
+        lines = [re.sub(r"\s*\[Op:[^\]]*\]", "", re.sub(r"\{\{[^}]*\}\}\s*", "", line)).strip() for line in lines]
+        lines = [line for line in lines if line]
+    return lines[0] if lines else type(error).__name__
