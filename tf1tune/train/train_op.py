@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from tf1tune.errors import SelectionError, SourceNotFoundError, Tf1tuneError, TrainWarning
+from tf1tune.errors import ConfigError, SelectionError, SourceNotFoundError, TrainWarning
 from tf1tune.names import capped, closest, not_found
 from tf1tune.selection import scope_matches
 
@@ -112,7 +112,7 @@ def _name(variable: tf.Variable) -> str:
 def _optimizer(kind: str) -> tuple[str, Any]:
     key = kind.lower() if isinstance(kind, str) else kind
     if key not in _OPTIMIZERS:
-        raise Tf1tuneError(f"unknown optimizer '{kind}'; choose one of: {', '.join(OPTIMIZERS)}")
+        raise ConfigError(f"unknown optimizer '{kind}'; choose one of: {', '.join(OPTIMIZERS)}")
     return _OPTIMIZERS[key]
 
 
@@ -139,9 +139,9 @@ def _check_multipliers(multipliers: Mapping[str, float], names: list[str], regex
         try:
             m = float(value)
         except (TypeError, ValueError):
-            raise Tf1tuneError(f"learning-rate multiplier of '{scope}' must be a number >= 0, got {value!r}") from None
+            raise ConfigError(f"learning-rate multiplier of '{scope}' must be a number >= 0, got {value!r}") from None
         if not np.isfinite(m) or m < 0:
-            raise Tf1tuneError(f"learning-rate multiplier of '{scope}' must be a finite number >= 0, got {value!r}; "
+            raise ConfigError(f"learning-rate multiplier of '{scope}' must be a finite number >= 0, got {value!r}; "
                                "use 0 to freeze the scope")
         if not any(scope_matches(n, scope, regex) for n in names):
             scopes = sorted({"/".join(n.split("/")[: i + 1]) for n in names for i in range(n.count("/") + 1)})
@@ -161,14 +161,14 @@ def _check_masks(masks: Mapping[str, np.ndarray], by_name: Mapping[str, tf.Varia
             raise not_found("trained variable to mask", key, by_name,
                             hint="masks apply to the variables this step trains; give a variable's op name")
         if not isinstance(mask, np.ndarray):
-            raise Tf1tuneError(f"the mask of '{name}' must be a numpy bool array, got {type(mask).__name__}; "
+            raise ConfigError(f"the mask of '{name}' must be a numpy bool array, got {type(mask).__name__}; "
                                "build it with load_mask or np.zeros(shape, bool)")
         if mask.dtype != np.bool_:
-            raise Tf1tuneError(f"the mask of '{name}' has dtype {mask.dtype}, not bool; "
+            raise ConfigError(f"the mask of '{name}' has dtype {mask.dtype}, not bool; "
                                "use a boolean array (True = frozen entry), e.g. mask.astype(bool)")
         shape = tuple(by_name[name].shape.as_list())
         if tuple(mask.shape) != shape:
-            raise Tf1tuneError(f"the mask of '{name}' has shape {list(mask.shape)}, the variable has {list(shape)}; "
+            raise ConfigError(f"the mask of '{name}' has shape {list(mask.shape)}, the variable has {list(shape)}; "
                                "give a mask of the variable's shape")
         checked[name] = mask
     return checked
@@ -224,7 +224,7 @@ def build_train_op(
         The `TrainOp`.
 
     Raises:
-        Tf1tuneError: Unknown optimizer, no variables to train, a bad multiplier or mask
+        ConfigError: Unknown optimizer, no variables to train, a bad multiplier or mask
             (`SelectionError` when a multiplier scope matches nothing, `NameNotFoundError` for a mask of an
             unknown variable).
 
@@ -235,9 +235,9 @@ def build_train_op(
     kind, factory = _optimizer(optimizer)
     variables = list(variables)
     if not variables:
-        raise Tf1tuneError("there are no variables to train; select at least one trainable variable")
+        raise ConfigError("there are no variables to train; select at least one trainable variable")
     if clip_norm is not None and not (clip_norm > 0):
-        raise Tf1tuneError(f"clip_norm must be a positive number or None, got {clip_norm!r}")
+        raise ConfigError(f"clip_norm must be a positive number or None, got {clip_norm!r}")
     graph = loss.graph
     names = [_name(v) for v in variables]
     checked = _check_multipliers(multipliers or {}, names, regex)
@@ -253,7 +253,7 @@ def build_train_op(
         else:
             group_of.setdefault(m, []).append(v)
     if not group_of:
-        raise Tf1tuneError(f"every one of the {len(variables)} variables to train has learning-rate multiplier 0; "
+        raise ConfigError(f"every one of the {len(variables)} variables to train has learning-rate multiplier 0; "
                            "give a nonzero multiplier to at least one scope")
 
     before = {_name(v) for v in graph.get_collection(tf.compat.v1.GraphKeys.GLOBAL_VARIABLES)}
@@ -319,13 +319,13 @@ def build_train_op(
 
 def _indices(values: Any, what: str, size: int) -> list[int]:
     if not isinstance(values, (list, tuple)) or not values:
-        raise Tf1tuneError(f"mask '{what}' must be a non-empty list of integers, got {values!r}")
+        raise ConfigError(f"mask '{what}' must be a non-empty list of integers, got {values!r}")
     out = []
     for i in values:
         if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
-            raise Tf1tuneError(f"mask '{what}' must hold integers, got {i!r}")
+            raise ConfigError(f"mask '{what}' must hold integers, got {i!r}")
         if not 0 <= i < size:
-            raise Tf1tuneError(f"mask '{what}' index {i} is out of range for a dimension of size {size} "
+            raise ConfigError(f"mask '{what}' index {i} is out of range for a dimension of size {size} "
                                f"(valid: 0..{size - 1})")
         out.append(int(i))
     return out
@@ -344,7 +344,7 @@ def load_mask(spec: Mapping[str, Any] | str | os.PathLike | np.ndarray, shape: S
         A bool array of `shape`.
 
     Raises:
-        Tf1tuneError: An unknown spec, an index out of range, a file that is missing, not boolean or of
+        ConfigError: An unknown spec, an index out of range, a file that is missing, not boolean or of
             another shape.
 
     Example:
@@ -360,15 +360,15 @@ def load_mask(spec: Mapping[str, Any] | str | os.PathLike | np.ndarray, shape: S
         try:
             mask = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as e:
-            raise Tf1tuneError(f"mask file '{path}' is not a readable .npy array ({e}); save it with np.save") from e
+            raise ConfigError(f"mask file '{path}' is not a readable .npy array ({e}); save it with np.save") from e
         return _check_array(mask, shape, f"mask file '{path}'")
     if isinstance(spec, np.ndarray):
         return _check_array(spec, shape, "mask array")
     if not isinstance(spec, Mapping) or len(spec) != 1 or next(iter(spec)) not in ("rows", "columns", "indices"):
-        raise Tf1tuneError(f"unknown mask spec {spec!r}; give one of {{\"rows\": [...]}}, {{\"columns\": [...]}}, "
+        raise ConfigError(f"unknown mask spec {spec!r}; give one of {{\"rows\": [...]}}, {{\"columns\": [...]}}, "
                            "{\"indices\": [[...], ...]} or a path to a boolean .npy file")
     if not shape:
-        raise Tf1tuneError("a scalar variable cannot be masked by rows, columns or indices; "
+        raise ConfigError("a scalar variable cannot be masked by rows, columns or indices; "
                            "leave it out of the trained variables instead")
     mask = np.zeros(shape, dtype=bool)
     key, values = next(iter(spec.items()))
@@ -378,10 +378,10 @@ def load_mask(spec: Mapping[str, Any] | str | os.PathLike | np.ndarray, shape: S
         mask[..., _indices(values, "columns", shape[-1])] = True
     else:
         if not isinstance(values, (list, tuple)) or not values:
-            raise Tf1tuneError(f"mask 'indices' must be a non-empty list of index lists, got {values!r}")
+            raise ConfigError(f"mask 'indices' must be a non-empty list of index lists, got {values!r}")
         for index in values:
             if not isinstance(index, (list, tuple)) or len(index) != len(shape):
-                raise Tf1tuneError(f"mask index {index!r} must have {len(shape)} entries, one per dimension of "
+                raise ConfigError(f"mask index {index!r} must have {len(shape)} entries, one per dimension of "
                                    f"shape {list(shape)}")
             mask[tuple(_indices([i], "indices", d)[0] for i, d in zip(index, shape))] = True
     return mask
@@ -389,7 +389,7 @@ def load_mask(spec: Mapping[str, Any] | str | os.PathLike | np.ndarray, shape: S
 
 def _check_array(mask: np.ndarray, shape: tuple[int, ...], what: str) -> np.ndarray:
     if mask.dtype != np.bool_:
-        raise Tf1tuneError(f"{what} has dtype {mask.dtype}, not bool; save a boolean array (True = frozen entry)")
+        raise ConfigError(f"{what} has dtype {mask.dtype}, not bool; save a boolean array (True = frozen entry)")
     if tuple(mask.shape) != shape:
-        raise Tf1tuneError(f"{what} has shape {list(mask.shape)}, the variable has {list(shape)}")
+        raise ConfigError(f"{what} has shape {list(mask.shape)}, the variable has {list(shape)}")
     return mask
