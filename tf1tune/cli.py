@@ -28,6 +28,8 @@ COMMANDS = {
     "freeze": "freeze_cmd",
     "export-savedmodel": "export_savedmodel_cmd",
     "repair": "repair_cmd",
+    "export-tflite": "export_tflite_cmd",
+    "eval": "eval_cmd",
 }
 
 EPILOG = """examples:
@@ -41,6 +43,8 @@ EPILOG = """examples:
   tf1tune merge a/model.ckpt b/model.ckpt --prefer 1 --out out/merged
   tf1tune freeze checkpoints/digits_cnn --inputs input --outputs DigitsCNN/Predictions/Softmax --optimize --out d.pb
   tf1tune export-savedmodel checkpoints/digits_cnn --inputs input --outputs DigitsCNN/Predictions/Softmax --out d/
+  tf1tune export-tflite --run-dir runs/digits-parity --quantize int8 --out parity.tflite
+  tf1tune eval runs/digits-parity --data digits-parity:val --png confusion.png
   tf1tune repair model.meta --replace-input batch:0=images --replace-input batch:1=labels --out fixed.meta
 """
 

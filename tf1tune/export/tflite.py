@@ -1,0 +1,408 @@
+"""`export_tflite`: a frozen graph converted to TFLite (LiteRT), float or quantized, verified before it is written.
+
+Conversion goes through `tf.compat.v1.lite.TFLiteConverter.from_frozen_graph`: the graph that `freeze` verified
+(inference mode, only what the outputs need, optionally `optimize`d) is exactly what the converter reads, with
+no SavedModel written in between, and the v1 converter is the one that still takes a TF1 GraphDef with named
+input and output arrays (TF2's `tf.lite.TFLiteConverter` has no `from_frozen_graph`; a TF1 SavedModel goes
+through the same v1 path after one more round trip to disk). The batch dimension is fixed at 1, as on a device;
+`TfliteModel.run` feeds a batch one example at a time.
+
+Quantization (`QUANTIZE_MODES`):
+
+| mode      | weights | activations | what the converter is told                                           |
+|-----------|---------|-------------|----------------------------------------------------------------------|
+| `none`    | float32 | float32     | nothing                                                              |
+| `dynamic` | int8    | float32     | `optimizations=[DEFAULT]` (dynamic-range quantization)               |
+| `float16` | float16 | float32     | `optimizations=[DEFAULT]`, `supported_types=[float16]`               |
+| `int8`    | int8    | int8        | full integer: a representative data set, `TFLITE_BUILTINS_INT8` only; input and output float32 (quantize/dequantize inside the model) or int8 (`io_type="int8"`) |
+
+Verification runs the TFLite model and the frozen graph on the same inputs. A float model (`none`) is held to
+`max |diff| <= atol + rtol * max |frozen|` per output (`tf1tune.export.verify`), default rtol 1e-4: TFLite's
+XNNPACK kernels sum in another order than TensorFlow's, which moves float32 results by a few ulps per layer
+(measured: 4e-7 on the digits CNN, 1e-6 to 2e-5 on MobileNet/ResNet-50 with random weights). A quantized model is
+held to top-1 agreement (`min_agreement`, default 0.99) and the largest probability difference
+(`max_prob_diff`, default 0.1) on the first output. Below either, nothing is written.
+
+Label names go into the model's metadata table as an entry `labels` (UTF-8 text, one name per line, in class
+order); `read_labels` reads them back. This is the flatbuffer's own `metadata` field (written with TensorFlow's
+`flatbuffer_utils`), not TFLite Support's `TFLITE_METADATA` associated file, which needs the `tflite-support`
+package (no wheels for this Python).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import graph_pb2
+
+from tf1tune._fs import write_atomic
+from tf1tune.errors import BadSourceError, ExportError, first_line
+from tf1tune.export._io import node_name, tensor_name
+from tf1tune.export.verify import compare, run_graph_def
+
+QUANTIZE_MODES = ("none", "dynamic", "float16", "int8")
+IO_TYPES = ("float32", "int8")
+LABELS_METADATA = "labels"
+REPRESENTATIVE_SAMPLES = 200  # calibration examples used at most
+
+
+@contextlib.contextmanager
+def _native_quiet() -> Iterator[None]:
+    """Keep the converter's and interpreter's C++ lines (`fully_quantize: 0, ...`, `Created TensorFlow Lite
+    XNNPACK delegate`) off stderr when TensorFlow's own logs are off (`TF_CPP_MIN_LOG_LEVEL=3`, as the CLI sets
+    it without `--debug`)."""
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") != "3":
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _interpreter_class() -> type:
+    """LiteRT's interpreter (`ai-edge-litert`), else TensorFlow's deprecated `tf.lite.Interpreter`."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+
+        return Interpreter  # type: ignore[no-any-return]
+    except ImportError:
+        return tf.lite.Interpreter  # type: ignore[no-any-return]
+
+
+def read_tflite(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of a `.tflite` file, checked to be a TFLite flatbuffer (identifier `TFL3`).
+
+    Raises:
+        BadSourceError: The file is missing, unreadable or not a TFLite model.
+    """
+    try:
+        with open(path, "rb") as f:
+            blob = f.read()
+    except OSError as e:
+        raise BadSourceError(f"cannot read TFLite model '{os.fspath(path)}': {first_line(e)}") from e
+    if len(blob) < 8 or blob[4:8] != b"TFL3":
+        raise BadSourceError(f"'{os.fspath(path)}' is not a TFLite model (no TFL3 flatbuffer identifier); give a "
+                             ".tflite file written by the TFLite converter or tf1tune export-tflite")
+    return blob
+
+
+class TfliteModel:
+    """A TFLite model in an interpreter, run on float batches like the frozen graph it came from.
+
+    Quantized inputs and outputs (int8/uint8) are quantized and dequantized here with their scale and zero
+    point, so `run` takes and returns what the float graph takes and returns.
+    """
+
+    def __init__(self, model: bytes, num_threads: int | None = None, where: str = "the TFLite model") -> None:
+        try:
+            with _native_quiet():
+                self.interpreter = _interpreter_class()(model_content=model, num_threads=num_threads)
+                self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as e:
+            raise BadSourceError(f"{where} cannot be loaded by the TFLite interpreter: {first_line(e)}") from e
+        self.inputs = self.interpreter.get_input_details()
+        self.outputs = self.interpreter.get_output_details()
+
+    @property
+    def input_shapes(self) -> list[list[int]]:
+        """The shape of each input (batch dimension included, usually 1)."""
+        return [list(map(int, d["shape"])) for d in self.inputs]
+
+    def invoke(self, values: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """One call on inputs already of the model's shape and dtype; outputs as the model gives them."""
+        for detail, value in zip(self.inputs, values):
+            self.interpreter.set_tensor(detail["index"], value)
+        self.interpreter.invoke()
+        return [self.interpreter.get_tensor(d["index"]) for d in self.outputs]
+
+    def quantize_inputs(self, values: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Float inputs in the dtype of each model input (quantized with its scale and zero point if integer)."""
+        result = []
+        for detail, value in zip(self.inputs, values):
+            dtype = np.dtype(detail["dtype"])
+            if dtype.kind in "iu" and np.asarray(value).dtype.kind == "f":
+                scale, zero = detail["quantization"]
+                info = np.iinfo(dtype)
+                value = np.clip(np.round(np.asarray(value) / scale + zero), info.min, info.max)
+            result.append(np.asarray(value).astype(dtype))
+        return result
+
+    def dequantize_outputs(self, values: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Outputs as float32 (dequantized with their scale and zero point if integer)."""
+        result = []
+        for detail, value in zip(self.outputs, values):
+            scale, zero = detail["quantization"]
+            if np.asarray(value).dtype.kind in "iu" and scale:
+                value = (np.asarray(value).astype(np.float32) - zero) * scale
+            result.append(np.asarray(value))
+        return result
+
+    def run(self, values: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Every output on a batch of float inputs (one array per input, in input order), one example at a time."""
+        if len(values) != len(self.inputs):
+            raise ExportError(f"the TFLite model takes {len(self.inputs)} input(s), got {len(values)}")
+        n = len(values[0]) if np.ndim(values[0]) else 1
+        per_call = self.input_shapes[0][0] if self.input_shapes[0] else 1
+        parts: list[list[np.ndarray]] = [[] for _ in self.outputs]
+        for start in range(0, n, max(per_call, 1)):
+            chunk = [np.asarray(v)[start:start + per_call] for v in values]
+            for shape, value in zip(self.input_shapes, chunk):
+                if list(value.shape) != shape:
+                    raise ExportError(f"input of shape {list(value.shape)} does not fit the TFLite model's input "
+                                      f"shape {shape}")
+            for part, out in zip(parts, self.dequantize_outputs(self.invoke(self.quantize_inputs(chunk)))):
+                part.append(out)
+        return [np.concatenate(p) for p in parts]
+
+
+def _representative(data: np.ndarray, shape: Sequence[int | None], name: str) -> Callable[[], Iterable[list[np.ndarray]]]:
+    data = np.asarray(data, dtype=np.float32)
+    want = list(shape[1:])
+    if data.ndim != len(shape) or any(w is not None and w != d for w, d in zip(want, data.shape[1:])):
+        raise ExportError(f"representative data has shape {list(data.shape)}, but input '{name}' takes "
+                          f"{['N', *want]}; give data of the input's size")
+    if len(data) == 0:
+        raise ExportError("the representative data set is empty; give at least one example")
+    samples = data[:REPRESENTATIVE_SAMPLES]
+
+    def generate() -> Iterable[list[np.ndarray]]:
+        for example in samples:
+            yield [example[None]]
+    return generate
+
+
+def convert_tflite(
+    graph_def: graph_pb2.GraphDef,
+    inputs: Sequence[str],
+    outputs: Sequence[str],
+    quantize: str = "none",
+    representative: np.ndarray | None = None,
+    io_type: str = "float32",
+    labels: Sequence[str] | None = None,
+) -> bytes:
+    """The TFLite flatbuffer of a frozen graph (see the module docstring for the modes).
+
+    Args:
+        graph_def: A frozen GraphDef with free or fixed batch dimension (fixed to 1 here).
+        inputs: Input placeholder names.
+        outputs: Output tensor names.
+        quantize: One of `QUANTIZE_MODES`.
+        representative: float32 examples of the (single) input, `[N, ...]` of its shape; `int8` only.
+        io_type: `int8` mode only: `float32` (quantize/dequantize inside the model) or `int8` input and output.
+        labels: Class names to store as metadata (`read_labels`).
+
+    Raises:
+        ExportError: Unknown mode or io type, missing or misshapen representative data, or the converter fails.
+    """
+    if quantize not in QUANTIZE_MODES:
+        raise ExportError(f"unknown quantization mode '{quantize}'; use one of {', '.join(QUANTIZE_MODES)}")
+    if io_type not in IO_TYPES:
+        raise ExportError(f"unknown input/output type '{io_type}'; use one of {', '.join(IO_TYPES)}")
+    if io_type != "float32" and quantize != "int8":
+        raise ExportError(f"an {io_type} input/output needs --quantize int8 (full-integer), not '{quantize}'")
+    if quantize == "int8" and representative is None:
+        raise ExportError("int8 quantization needs representative data to calibrate on; give --representative-data "
+                          "DATA (or export a run with --run-dir, which uses its training data)")
+    in_names, out_names = [node_name(n) for n in inputs], [node_name(n) for n in outputs]
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.compat.v1.import_graph_def(graph_def, name="")
+    shapes = {}
+    for name in in_names:
+        shape = graph.get_tensor_by_name(tensor_name(name)).shape
+        if shape.rank is None or None in shape.as_list()[1:]:
+            raise ExportError(f"input '{name}' has shape {shape}; TFLite needs every dimension but the batch known")
+        shapes[name] = [1, *shape.as_list()[1:]]
+    with tempfile.TemporaryDirectory(prefix="tf1tune-tflite-") as tmp:
+        path = os.path.join(tmp, "frozen.pb")
+        with open(path, "wb") as f:
+            f.write(graph_def.SerializeToString())
+        try:
+            converter = tf.compat.v1.lite.TFLiteConverter.from_frozen_graph(path, in_names, out_names, shapes)
+        except (ValueError, KeyError) as e:
+            raise ExportError(f"the TFLite converter cannot read the graph: {first_line(e)}") from e
+        if quantize != "none":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if quantize == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        if quantize == "int8":
+            if len(in_names) != 1:
+                raise ExportError(f"int8 calibration takes one input, the graph has {len(in_names)}; export one input")
+            converter.representative_dataset = _representative(representative, [None, *shapes[in_names[0]][1:]],
+                                                               in_names[0])
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            if io_type == "int8":
+                converter.inference_input_type = tf.int8
+                converter.inference_output_type = tf.int8
+        try:
+            with _native_quiet():
+                blob = bytes(converter.convert())
+        except Exception as e:  # ConverterError and friends: one line, the cause kept
+            hint = "; an op without an int8 kernel? try --quantize dynamic" if quantize == "int8" else ""
+            raise ExportError(f"the TFLite converter failed: {first_line(e)}{hint}") from e
+    return add_labels(blob, labels) if labels else blob
+
+
+def add_labels(model: bytes, labels: Sequence[str]) -> bytes:
+    """`model` with the class names in its metadata entry `labels` (one per line); replaces an older entry."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    parsed = flatbuffer_utils.read_model_from_bytearray(bytearray(model))
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(("\n".join(labels) + "\n").encode("utf-8"), dtype=np.uint8)
+    parsed.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name = LABELS_METADATA
+    entry.buffer = len(parsed.buffers) - 1
+    parsed.metadata = [m for m in (parsed.metadata or []) if _text(m.name) != LABELS_METADATA] + [entry]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(parsed))
+
+
+def _text(name: Any) -> str:
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
+def read_labels(model: bytes) -> list[str] | None:
+    """The class names stored by `add_labels`, or None when the model has none."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    parsed = flatbuffer_utils.read_model_from_bytearray(bytearray(model))
+    for entry in parsed.metadata or []:
+        if _text(entry.name) == LABELS_METADATA:
+            data = parsed.buffers[entry.buffer].data
+            return bytes(np.asarray(data, dtype=np.uint8)).decode("utf-8").splitlines()
+    return None
+
+
+@dataclass
+class TfliteCheck:
+    """How a TFLite model compares with the frozen graph on the same inputs.
+
+    Attributes:
+        quantize: The quantization mode.
+        num_inputs: Examples compared.
+        max_abs: Largest absolute difference over every output.
+        max_rel: `max_abs` relative to the frozen graph's largest magnitude (worst output).
+        agreement: Fraction of examples whose top-1 class (first output) is the same.
+        max_prob_diff: Largest probability difference on the first output (= max_abs of that output).
+        size: The model's size in bytes.
+        rule: The rule it was held to, in words.
+    """
+
+    quantize: str
+    num_inputs: int
+    max_abs: float
+    max_rel: float
+    agreement: float
+    max_prob_diff: float
+    size: int
+    rule: str
+
+    def line(self) -> str:
+        """One line for the user."""
+        return (f"TFLite ({self.quantize}) verified on {self.num_inputs} inputs: top-1 agreement "
+                f"{self.agreement:.4f}, max prob diff {self.max_prob_diff:.3g}, max rel diff {self.max_rel:.3g} "
+                f"({self.rule})")
+
+
+def check_tflite(
+    model: bytes,
+    graph_def: graph_pb2.GraphDef,
+    inputs: Sequence[str],
+    outputs: Sequence[str],
+    feeds: Mapping[str, np.ndarray],
+    quantize: str,
+    rtol: float = 1e-4,
+    atol: float = 0.0,
+    min_agreement: float = 0.99,
+    max_prob_diff: float = 0.1,
+) -> TfliteCheck:
+    """Run `model` and `graph_def` on `feeds` and hold the TFLite outputs to the rule of `quantize`.
+
+    Raises:
+        ExportError: The outputs differ beyond the rule (the message says by how much).
+    """
+    names = [tensor_name(n) for n in inputs]
+    data = {tensor_name(k): np.asarray(v) for k, v in feeds.items()}
+    expected = run_graph_def(graph_def, outputs, data)
+    got = TfliteModel(model).run([data[n] for n in names])
+    if len(got) != len(expected):
+        raise ExportError(f"the TFLite model has {len(got)} outputs, the graph {len(expected)}")
+    first_a, first_b = np.asarray(expected[0], np.float64), np.asarray(got[0], np.float64).reshape(np.shape(expected[0]))
+    agreement = float(np.mean(np.argmax(first_a.reshape(len(first_a), -1), 1) ==
+                              np.argmax(first_b.reshape(len(first_b), -1), 1))) if first_a.ndim >= 1 else 1.0
+    prob_diff = float(np.max(np.abs(first_a - first_b))) if first_a.size else 0.0
+    if quantize == "none":
+        rule = f"float: abs diff <= {atol:g} + {rtol:g} * max |frozen|"
+        max_abs, max_rel, failures = compare(expected, [g.reshape(np.shape(e)) for e, g in zip(expected, got)],
+                                             list(outputs), rtol, atol)
+    else:
+        rule = f"quantized: top-1 agreement >= {min_agreement:g}, max prob diff <= {max_prob_diff:g}"
+        max_abs, max_rel, _ = compare(expected, [g.reshape(np.shape(e)) for e, g in zip(expected, got)],
+                                      list(outputs), 0.0, float("inf"))
+        failures = []
+        if agreement < min_agreement:
+            failures.append(f"top-1 agreement {agreement:.4f} < {min_agreement:g}")
+        if prob_diff > max_prob_diff:
+            failures.append(f"max prob diff {prob_diff:.3g} > {max_prob_diff:g}")
+    if failures:
+        raise ExportError(f"TFLite ({quantize}) verification failed ({rule}): " + "; ".join(failures)
+                          + "; nothing was written")
+    n = len(next(iter(data.values()))) if data and np.ndim(next(iter(data.values()))) else 1
+    return TfliteCheck(quantize, n, max_abs, max_rel, agreement, prob_diff, len(model), rule)
+
+
+def export_tflite(
+    graph_def: graph_pb2.GraphDef,
+    inputs: Sequence[str],
+    outputs: Sequence[str],
+    path: str | os.PathLike[str],
+    feeds: Mapping[str, np.ndarray],
+    quantize: str = "none",
+    representative: np.ndarray | None = None,
+    io_type: str = "float32",
+    labels: Sequence[str] | None = None,
+    rtol: float = 1e-4,
+    atol: float = 0.0,
+    min_agreement: float = 0.99,
+    max_prob_diff: float = 0.1,
+) -> TfliteCheck:
+    """Convert `graph_def` to TFLite, verify it against the graph on `feeds`, then write it to `path` atomically.
+
+    Args are those of `convert_tflite` and `check_tflite`; `feeds` are the verification inputs by name.
+
+    Returns:
+        The comparison that passed.
+
+    Raises:
+        ExportError: Conversion or verification failed, or the directory of `path` does not exist; nothing
+            is written then.
+
+    Example:
+        >>> frozen = tf1tune.export.freeze_model(handle, ["DigitsCNN/Predictions/Softmax"], ["input"])
+        >>> export_tflite(frozen.graph_def, frozen.inputs, frozen.outputs, "digits.tflite",
+        ...               feeds={"input": images[:64]}, quantize="int8", representative=images)
+    """
+    target = os.path.abspath(os.fspath(path))
+    if not os.path.isdir(os.path.dirname(target)):
+        raise ExportError(f"cannot write '{os.fspath(path)}': directory '{os.path.dirname(target)}' does not exist; "
+                          "create it first")
+    model = convert_tflite(graph_def, inputs, outputs, quantize, representative, io_type, labels)
+    check = check_tflite(model, graph_def, inputs, outputs, feeds, quantize, rtol, atol, min_agreement, max_prob_diff)
+    write_atomic(target, model)
+    return check
