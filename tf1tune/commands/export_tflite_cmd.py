@@ -61,18 +61,6 @@ def _images(data: str, shape: list, what: str):  # type: ignore[no-untyped-def,t
     return load_dataset(data, (shape[1], shape[2]), shape[3]).images
 
 
-def _run_training_data(run_dir: str) -> str:
-    import os
-
-    from tf1tune.errors import ExportError
-    from tf1tune.export.run_dir import _read_config
-
-    config = _read_config(os.path.join(run_dir, "config.yaml"))
-    if not config.get("train_data"):
-        raise ExportError(f"the run '{run_dir}' names no train_data in config.yaml; give --representative-data DATA")
-    return str(config["train_data"])
-
-
 def run(args: argparse.Namespace) -> int:
     """Validate, freeze and verify, convert, verify the TFLite model, write; print both verification lines."""
     import os
@@ -114,17 +102,19 @@ def run(args: argparse.Namespace) -> int:
         if not classes or classes[-1] != len(labels):
             raise ExportError(f"--labels '{args.labels}' names {len(labels)} classes, but output '{frozen.outputs[0]}' "
                               f"has shape {classes}; give one label per class")
-    representative = None
-    if args.quantize == "int8":
-        source = args.representative_data or _run_training_data(args.run_dir)
-        representative = _images(source, shape, "--representative-data")
-    if args.run_dir and not args.verify_data:
-        from tf1tune.export.run_dir import load_run
+    representative = verify_images = None
+    if args.run_dir:
+        from tf1tune.train.run_dir import run_datasets
 
-        verify_images = load_run(args.run_dir).validation_images
-    elif args.verify_data:
+        train, val = run_datasets(args.run_dir, (shape[1], shape[2]), shape[3])
+        representative, verify_images = train.images, val.images
+    if args.representative_data:
+        representative = _images(args.representative_data, shape, "--representative-data")
+    if args.quantize != "int8":
+        representative = None
+    if args.verify_data:
         verify_images = _images(args.verify_data, shape, "--verify-data")
-    else:
+    elif verify_images is None:
         verify_images = representative
     if verify_images is not None:
         feeds = {frozen.inputs[0]: verify_images}

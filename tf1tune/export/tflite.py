@@ -169,19 +169,20 @@ class TfliteModel:
         return [np.concatenate(p) for p in parts]
 
 
-def _representative(data: np.ndarray, shape: Sequence[int | None], name: str) -> Callable[[], Iterable[list[np.ndarray]]]:
+def _representative(data: np.ndarray, shape: Sequence[int | None], name: str,
+                    batch: int = 1) -> Callable[[], Iterable[list[np.ndarray]]]:
     data = np.asarray(data, dtype=np.float32)
     want = list(shape[1:])
     if data.ndim != len(shape) or any(w is not None and w != d for w, d in zip(want, data.shape[1:])):
         raise ExportError(f"representative data has shape {list(data.shape)}, but input '{name}' takes "
                           f"{['N', *want]}; give data of the input's size")
-    if len(data) == 0:
-        raise ExportError("the representative data set is empty; give at least one example")
+    if len(data) < batch:
+        raise ExportError(f"the representative data set has {len(data)} examples; give at least {max(batch, 1)}")
     samples = data[:REPRESENTATIVE_SAMPLES]
 
     def generate() -> Iterable[list[np.ndarray]]:
-        for example in samples:
-            yield [example[None]]
+        for start in range(0, len(samples) - batch + 1, batch):
+            yield [samples[start:start + batch]]
     return generate
 
 
@@ -193,6 +194,7 @@ def convert_tflite(
     representative: np.ndarray | None = None,
     io_type: str = "float32",
     labels: Sequence[str] | None = None,
+    batch: int = 1,
 ) -> bytes:
     """The TFLite flatbuffer of a frozen graph (see the module docstring for the modes).
 
@@ -204,6 +206,7 @@ def convert_tflite(
         representative: float32 examples of the (single) input, `[N, ...]` of its shape; `int8` only.
         io_type: `int8` mode only: `float32` (quantize/dequantize inside the model) or `int8` input and output.
         labels: Class names to store as metadata (`read_labels`).
+        batch: The model's fixed batch size (1, as on a device; `TfliteModel.run` feeds larger batches in parts).
 
     Raises:
         ExportError: Unknown mode or io type, missing or misshapen representative data, or the converter fails.
@@ -226,7 +229,7 @@ def convert_tflite(
         shape = graph.get_tensor_by_name(tensor_name(name)).shape
         if shape.rank is None or None in shape.as_list()[1:]:
             raise ExportError(f"input '{name}' has shape {shape}; TFLite needs every dimension but the batch known")
-        shapes[name] = [1, *shape.as_list()[1:]]
+        shapes[name] = [batch, *shape.as_list()[1:]]
     with tempfile.TemporaryDirectory(prefix="tf1tune-tflite-") as tmp:
         path = os.path.join(tmp, "frozen.pb")
         with open(path, "wb") as f:
@@ -243,7 +246,7 @@ def convert_tflite(
             if len(in_names) != 1:
                 raise ExportError(f"int8 calibration takes one input, the graph has {len(in_names)}; export one input")
             converter.representative_dataset = _representative(representative, [None, *shapes[in_names[0]][1:]],
-                                                               in_names[0])
+                                                               in_names[0], batch)
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             if io_type == "int8":
                 converter.inference_input_type = tf.int8

@@ -135,3 +135,20 @@ def _validation_images(config: dict[str, Any], size: tuple[int, int], channels: 
         raise BadSourceError("the run's config.yaml names no val_data or train_data to verify the export on")
     dataset = data_lib.load_dataset(source, size, channels)
     return np.asarray(dataset.images[:VERIFY_IMAGES])
+
+
+def run_datasets(run_dir: str | os.PathLike[str], size: tuple[int, int], channels: int) -> tuple[Any, Any]:
+    """The run's training and validation data sets, as the run used them (`val_data`, or its seeded split).
+
+    Raises:
+        BadSourceError: The run's `config.yaml` cannot be read or names no training data.
+    """
+    from tf1tune import data as data_lib
+
+    config = _read_config(os.path.join(os.fspath(run_dir), CONFIG))
+    if not config.get("train_data"):
+        raise BadSourceError(f"the run '{os.fspath(run_dir)}' names no train_data in its config.yaml")
+    train = data_lib.load_dataset(config["train_data"], size, channels)
+    if config.get("val_data"):
+        return train, data_lib.load_dataset(config["val_data"], size, channels)
+    return data_lib.split(train, float(config.get("val_fraction", 0.2)), int(config.get("seed", 0)))
