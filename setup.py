@@ -21,7 +21,10 @@ setup(
         "scikit-learn",
         "tqdm",
         "PyYAML",
+        "tensorboard",  # `tensorboard --logdir runs`: TensorFlow 2.21 no longer installs it
+        "matplotlib",  # curves.png, confusion.png, tf1tune eval --png
     ],
-    extras_require={"test": ["pytest", "pytest-xdist", "mypy", "ruff"], "onnx": ["tf2onnx>=1.17", "onnxruntime>=1.20"]},
+    extras_require={"test": ["pytest", "pytest-xdist", "mypy", "ruff"], "onnx": ["tf2onnx>=1.17", "onnxruntime>=1.20"],
+                    "tflite": ["ai-edge-litert"]},
     entry_points={"console_scripts": ["tf1tune=tf1tune.cli:main"]},
 )
