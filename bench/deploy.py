@@ -39,11 +39,11 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import tensorflow as tf  # noqa: E402
+import tensorflow as tf
 
-import tf1tune  # noqa: E402
-from tf1tune.export import freeze_model, optimize  # noqa: E402
-from tf1tune.export.tflite import TfliteModel, convert_tflite  # noqa: E402
+import tf1tune
+from tf1tune.export import freeze_model, optimize
+from tf1tune.export.tflite import TfliteModel, convert_tflite
 
 OUTPUTS = {"mobilenet_v1": "MobilenetV1/Predictions/Reshape_1:0", "mobilenet_v2": "MobilenetV2/Predictions/Reshape_1:0",
            "resnet_v1_50": "resnet_v1_50/predictions/Reshape_1:0"}

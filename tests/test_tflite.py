@@ -20,8 +20,7 @@ from tf1tune.cli import main
 from tf1tune.data import load_dataset
 from tf1tune.errors import BadSourceError, ExportError
 from tf1tune.export import freeze_model, run_graph_def
-from tf1tune.export.tflite import (QUANTIZE_MODES, TfliteModel, convert_tflite, export_tflite, read_labels,
-                                   read_tflite)
+from tf1tune.export.tflite import QUANTIZE_MODES, TfliteModel, convert_tflite, export_tflite, read_labels, read_tflite
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = str(ROOT / "checkpoints" / "digits_cnn")
@@ -113,6 +112,7 @@ def test_labels_are_stored_as_metadata_and_eval_uses_them(digits, tmp_path, caps
     code, stdout, err = _cli(capsys, "export-tflite", DIGITS, "--inputs", "input", "--outputs", SOFTMAX,
                              "--labels", str(labels), "--out", str(out))
     assert code == 0, err
+    assert "10 labels as metadata" in stdout
     assert read_labels(out.read_bytes()) == [f"digit-{i}" for i in range(10)]
     bad = tmp_path / "three.txt"
     bad.write_text("a\nb\nc\n")

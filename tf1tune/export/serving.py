@@ -174,3 +174,30 @@ def check_serving(
         raise ExportError("the serving graph does not reproduce the frozen graph: " + "; ".join(failures)
                           + "; nothing was written")
     return Verification(max_abs, max_rel, len(images), rtol, atol)
+
+
+def wrap_for_serving(
+    graph_def: graph_pb2.GraphDef,
+    inputs: Sequence[str],
+    outputs: Sequence[str],
+    input_format: str = "tensor",
+    labels: Sequence[str] | None = None,
+    images: np.ndarray | None = None,
+    seed: int = 0,
+) -> tuple[ServingGraph, Verification, dict[str, np.ndarray]]:
+    """`serving_graph` checked with `check_serving` on `images` (default: 4 seeded random images in [0, 255]).
+
+    Returns:
+        The wrapped graph, its check, and feeds for it (JPEG bytes or images) to check later copies with
+        (a SavedModel built from it).
+    """
+    serving = serving_graph(graph_def, inputs, outputs, input_format, labels)
+    if images is None:
+        probe = tf.Graph()
+        with probe.as_default():
+            tf.compat.v1.import_graph_def(graph_def, name="")
+        shape = probe.get_tensor_by_name(tensor_name(inputs[0])).shape.as_list()
+        images = np.random.default_rng(seed).uniform(0, 255, [4, *shape[1:]]).astype(np.float32)
+    check = check_serving(serving, graph_def, inputs, outputs, images, labels)
+    feeds = {serving.inputs[0]: encode_jpeg(images) if serving.inputs[0] != tensor_name(inputs[0]) else images}
+    return serving, check, feeds

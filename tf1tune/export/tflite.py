@@ -242,7 +242,7 @@ def convert_tflite(
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
         if quantize == "float16":
             converter.target_spec.supported_types = [tf.float16]
-        if quantize == "int8":
+        if quantize == "int8" and representative is not None:
             if len(in_names) != 1:
                 raise ExportError(f"int8 calibration takes one input, the graph has {len(in_names)}; export one input")
             converter.representative_dataset = _representative(representative, [None, *shapes[in_names[0]][1:]],

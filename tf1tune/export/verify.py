@@ -108,6 +108,10 @@ def compare(expected: Sequence[np.ndarray], got: Sequence[np.ndarray], names: Se
         if a.shape != b.shape:
             failures.append(f"{name}: shape {b.shape} instead of {a.shape}")
             continue
+        if a.dtype.kind in "OSUb" or b.dtype.kind in "OSUb":  # strings (label names), bools: exactly equal
+            if not np.array_equal(a, b):
+                failures.append(f"{name}: {int(np.sum(a != b))} of {a.size} values differ")
+            continue
         a64, b64 = a.astype(np.float64), b.astype(np.float64)
         if not np.array_equal(np.isnan(a64), np.isnan(b64)):
             failures.append(f"{name}: NaN in different places")
