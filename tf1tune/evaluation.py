@@ -69,7 +69,7 @@ def _graph_classifier(source: str, inputs: str | None, outputs: str | None, run_
     from tf1tune.export.freeze import freeze_model
 
     if run_dir:
-        from tf1tune.export.run_dir import load_run
+        from tf1tune.train.run_dir import load_run
 
         run = load_run(source)
         handle, in_name, out_name, kind = run.handle, inputs or run.input, outputs or run.probabilities, "run"

@@ -13,8 +13,12 @@ data, else seeded random inputs.
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from tf1tune.commands.freeze_cmd import add_source_arguments, freeze_and_verify
+
+if TYPE_CHECKING:
+    from tf1tune.export.tflite import TfliteOptions
 
 HELP = "export a model as a verified TFLite model (float32, dynamic, float16 or full-integer int8)"
 EPILOG = """examples:
@@ -52,80 +56,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
 
 
-def _images(data: str, shape: list, what: str):  # type: ignore[no-untyped-def,type-arg]
-    from tf1tune.data import load_dataset
-    from tf1tune.errors import ExportError
+def options(args: argparse.Namespace) -> TfliteOptions:
+    """The `TfliteOptions` the flags give (labels read from `--labels`)."""
+    from tf1tune.export.tflite import TfliteOptions
 
-    if len(shape) != 4 or None in shape[1:]:
-        raise ExportError(f"{what} is image data, but the model's input has shape {shape}; it needs [N, H, W, C]")
-    return load_dataset(data, (shape[1], shape[2]), shape[3]).images
+    labels = None
+    if args.labels:
+        from tf1tune.export.serving import read_labels_file
+
+        labels = read_labels_file(args.labels)
+    result = TfliteOptions(path=args.out, quantize=args.quantize, io_type=args.io_type,
+                           representative_data=args.representative_data, verify_data=args.verify_data, labels=labels,
+                           rtol=args.tflite_rtol, min_agreement=args.min_agreement, max_prob_diff=args.max_prob_diff)
+    result.validate(args.run_dir)
+    return result
 
 
 def run(args: argparse.Namespace) -> int:
     """Validate, freeze and verify, convert, verify the TFLite model, write; print both verification lines."""
     import os
 
-    import tensorflow as tf
-
-    from tf1tune.errors import ExportError
-    from tf1tune.export.tflite import IO_TYPES, QUANTIZE_MODES, export_tflite
+    from tf1tune.export.tflite import tflite_from_frozen
     from tf1tune.export.verify import random_feeds, source_batch
 
-    if args.quantize not in QUANTIZE_MODES:
-        raise ExportError(f"unknown --quantize '{args.quantize}'; use one of {', '.join(QUANTIZE_MODES)}")
-    if args.io_type not in IO_TYPES:
-        raise ExportError(f"unknown --io-type '{args.io_type}'; use one of {', '.join(IO_TYPES)}")
-    if args.io_type != "float32" and args.quantize != "int8":
-        raise ExportError(f"--io-type {args.io_type} needs --quantize int8 (full-integer)")
-    if args.representative_data and args.quantize != "int8":
-        raise ExportError("--representative-data calibrates int8 only; add --quantize int8 or leave it out")
-    if args.quantize == "int8" and not (args.representative_data or args.run_dir):
-        raise ExportError("--quantize int8 needs calibration data: --representative-data DATA (class folders, .npz, "
-                          "TFRecords or a built-in task), or a run with --run-dir")
-    if not 0.0 <= args.min_agreement <= 1.0:
-        raise ExportError(f"--min-agreement must be in [0, 1], got {args.min_agreement}")
-    labels = None
-    if args.labels:
-        from tf1tune.export.serving import read_labels_file
-
-        labels = read_labels_file(args.labels)
+    wanted = options(args)
     handle, frozen, check = freeze_and_verify(args)
     print("frozen graph " + check.line())
     for note in frozen.notes:
         print(f"note: {note}")
-    graph = tf.Graph()
-    with graph.as_default():
-        tf.compat.v1.import_graph_def(frozen.graph_def, name="")
-    shape = graph.get_tensor_by_name(frozen.inputs[0]).shape.as_list()
-    if labels is not None:
-        classes = graph.get_tensor_by_name(frozen.outputs[0]).shape.as_list()
-        if not classes or classes[-1] != len(labels):
-            raise ExportError(f"--labels '{args.labels}' names {len(labels)} classes, but output '{frozen.outputs[0]}' "
-                              f"has shape {classes}; give one label per class")
-    representative = verify_images = None
-    if args.run_dir:
-        from tf1tune.train.run_dir import run_datasets
-
-        train, val = run_datasets(args.run_dir, (shape[1], shape[2]), shape[3])
-        representative, verify_images = train.images, val.images
-    if args.representative_data:
-        representative = _images(args.representative_data, shape, "--representative-data")
-    if args.quantize != "int8":
-        representative = None
-    if args.verify_data:
-        verify_images = _images(args.verify_data, shape, "--verify-data")
-    elif verify_images is None:
-        verify_images = representative
-    if verify_images is not None:
-        feeds = {frozen.inputs[0]: verify_images}
-    else:
-        feeds = random_feeds(frozen.graph_def, frozen.inputs, batch=source_batch(handle, frozen.inputs),
-                             seed=args.seed)
-    result = export_tflite(frozen.graph_def, frozen.inputs, frozen.outputs, args.out, feeds, quantize=args.quantize,
-                           representative=representative, io_type=args.io_type, labels=labels,
-                           rtol=args.tflite_rtol, atol=args.atol, min_agreement=args.min_agreement,
-                           max_prob_diff=args.max_prob_diff)
+    feeds = random_feeds(frozen.graph_def, frozen.inputs, batch=source_batch(handle, frozen.inputs), seed=args.seed)
+    result = tflite_from_frozen(frozen.graph_def, frozen.inputs, frozen.outputs, wanted, run_dir=args.run_dir,
+                                random_feeds=feeds, atol=args.atol)
     print(result.line())
+    labels = wanted.labels
     print(f"wrote {os.path.abspath(args.out)} ({result.size / 1024:.1f} KiB; {args.quantize}"
           f"{', ' + args.io_type + ' input/output' if args.quantize == 'int8' else ''}"
           f"{f', {len(labels)} labels as metadata' if labels else ''})")

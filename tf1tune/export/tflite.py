@@ -31,11 +31,9 @@ package (no wheels for this Python).
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sys
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,129 +42,18 @@ import tensorflow as tf
 from tensorflow.core.framework import graph_pb2
 
 from tf1tune._fs import write_atomic
-from tf1tune.errors import BadSourceError, ExportError, first_line
+from tf1tune.errors import ExportError, first_line
 from tf1tune.export._io import node_name, tensor_name
+from tf1tune.export.tflite_runtime import TfliteModel, native_quiet, read_tflite
 from tf1tune.export.verify import compare, run_graph_def
+
+__all__ = ["IO_TYPES", "QUANTIZE_MODES", "TfliteCheck", "TfliteModel", "add_labels", "check_tflite", "convert_tflite",
+           "export_tflite", "read_labels", "read_tflite"]
 
 QUANTIZE_MODES = ("none", "dynamic", "float16", "int8")
 IO_TYPES = ("float32", "int8")
 LABELS_METADATA = "labels"
 REPRESENTATIVE_SAMPLES = 200  # calibration examples used at most
-
-
-@contextlib.contextmanager
-def _native_quiet() -> Iterator[None]:
-    """Keep the converter's and interpreter's C++ lines (`fully_quantize: 0, ...`, `Created TensorFlow Lite
-    XNNPACK delegate`) off stderr when TensorFlow's own logs are off (`TF_CPP_MIN_LOG_LEVEL=3`, as the CLI sets
-    it without `--debug`)."""
-    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") != "3":
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-def _interpreter_class() -> type:
-    """LiteRT's interpreter (`ai-edge-litert`), else TensorFlow's deprecated `tf.lite.Interpreter`."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-
-        return Interpreter  # type: ignore[no-any-return]
-    except ImportError:
-        return tf.lite.Interpreter  # type: ignore[no-any-return]
-
-
-def read_tflite(path: str | os.PathLike[str]) -> bytes:
-    """The bytes of a `.tflite` file, checked to be a TFLite flatbuffer (identifier `TFL3`).
-
-    Raises:
-        BadSourceError: The file is missing, unreadable or not a TFLite model.
-    """
-    try:
-        with open(path, "rb") as f:
-            blob = f.read()
-    except OSError as e:
-        raise BadSourceError(f"cannot read TFLite model '{os.fspath(path)}': {first_line(e)}") from e
-    if len(blob) < 8 or blob[4:8] != b"TFL3":
-        raise BadSourceError(f"'{os.fspath(path)}' is not a TFLite model (no TFL3 flatbuffer identifier); give a "
-                             ".tflite file written by the TFLite converter or tf1tune export-tflite")
-    return blob
-
-
-class TfliteModel:
-    """A TFLite model in an interpreter, run on float batches like the frozen graph it came from.
-
-    Quantized inputs and outputs (int8/uint8) are quantized and dequantized here with their scale and zero
-    point, so `run` takes and returns what the float graph takes and returns.
-    """
-
-    def __init__(self, model: bytes, num_threads: int | None = None, where: str = "the TFLite model") -> None:
-        try:
-            with _native_quiet():
-                self.interpreter = _interpreter_class()(model_content=model, num_threads=num_threads)
-                self.interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as e:
-            raise BadSourceError(f"{where} cannot be loaded by the TFLite interpreter: {first_line(e)}") from e
-        self.inputs = self.interpreter.get_input_details()
-        self.outputs = self.interpreter.get_output_details()
-
-    @property
-    def input_shapes(self) -> list[list[int]]:
-        """The shape of each input (batch dimension included, usually 1)."""
-        return [list(map(int, d["shape"])) for d in self.inputs]
-
-    def invoke(self, values: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """One call on inputs already of the model's shape and dtype; outputs as the model gives them."""
-        for detail, value in zip(self.inputs, values):
-            self.interpreter.set_tensor(detail["index"], value)
-        self.interpreter.invoke()
-        return [self.interpreter.get_tensor(d["index"]) for d in self.outputs]
-
-    def quantize_inputs(self, values: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Float inputs in the dtype of each model input (quantized with its scale and zero point if integer)."""
-        result = []
-        for detail, value in zip(self.inputs, values):
-            dtype = np.dtype(detail["dtype"])
-            if dtype.kind in "iu" and np.asarray(value).dtype.kind == "f":
-                scale, zero = detail["quantization"]
-                info = np.iinfo(dtype)
-                value = np.clip(np.round(np.asarray(value) / scale + zero), info.min, info.max)
-            result.append(np.asarray(value).astype(dtype))
-        return result
-
-    def dequantize_outputs(self, values: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Outputs as float32 (dequantized with their scale and zero point if integer)."""
-        result = []
-        for detail, value in zip(self.outputs, values):
-            scale, zero = detail["quantization"]
-            if np.asarray(value).dtype.kind in "iu" and scale:
-                value = (np.asarray(value).astype(np.float32) - zero) * scale
-            result.append(np.asarray(value))
-        return result
-
-    def run(self, values: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Every output on a batch of float inputs (one array per input, in input order), one example at a time."""
-        if len(values) != len(self.inputs):
-            raise ExportError(f"the TFLite model takes {len(self.inputs)} input(s), got {len(values)}")
-        n = len(values[0]) if np.ndim(values[0]) else 1
-        per_call = self.input_shapes[0][0] if self.input_shapes[0] else 1
-        parts: list[list[np.ndarray]] = [[] for _ in self.outputs]
-        for start in range(0, n, max(per_call, 1)):
-            chunk = [np.asarray(v)[start:start + per_call] for v in values]
-            for shape, value in zip(self.input_shapes, chunk):
-                if list(value.shape) != shape:
-                    raise ExportError(f"input of shape {list(value.shape)} does not fit the TFLite model's input "
-                                      f"shape {shape}")
-            for part, out in zip(parts, self.dequantize_outputs(self.invoke(self.quantize_inputs(chunk)))):
-                part.append(out)
-        return [np.concatenate(p) for p in parts]
 
 
 def _representative(data: np.ndarray, shape: Sequence[int | None], name: str,
@@ -252,7 +139,7 @@ def convert_tflite(
                 converter.inference_input_type = tf.int8
                 converter.inference_output_type = tf.int8
         try:
-            with _native_quiet():
+            with native_quiet():
                 blob = bytes(converter.convert())
         except Exception as e:  # ConverterError and friends: one line, the cause kept
             hint = "; an op without an int8 kernel? try --quantize dynamic" if quantize == "int8" else ""
@@ -409,3 +296,113 @@ def export_tflite(
     check = check_tflite(model, graph_def, inputs, outputs, feeds, quantize, rtol, atol, min_agreement, max_prob_diff)
     write_atomic(target, model)
     return check
+
+
+@dataclass
+class TfliteOptions:
+    """What `tf1tune export-tflite` asks for, as `export_model(tflite=...)` takes it.
+
+    Attributes:
+        path: The `.tflite` file to write.
+        quantize: One of `QUANTIZE_MODES`.
+        io_type: `int8` mode: `float32` or `int8` input and output.
+        representative_data: int8 calibration data (any source `tf1tune.data.load_dataset` reads); a run's
+            training data by default.
+        verify_data: Verification data; by default a run's validation data, else the representative data,
+            else seeded random inputs.
+        labels: Class names stored as metadata.
+        rtol: float32 tolerance (see `check_tflite`).
+        min_agreement: Quantized: least top-1 agreement.
+        max_prob_diff: Quantized: largest difference of the first output.
+    """
+
+    path: str
+    quantize: str = "none"
+    io_type: str = "float32"
+    representative_data: str | None = None
+    verify_data: str | None = None
+    labels: Sequence[str] | None = None
+    rtol: float = 1e-4
+    min_agreement: float = 0.99
+    max_prob_diff: float = 0.1
+
+    def validate(self, run_dir: str | None = None) -> None:
+        """Refuse impossible requests before anything is loaded.
+
+        Raises:
+            ExportError: Unknown mode or io type, int8 without calibration data, a bad threshold.
+        """
+        if self.quantize not in QUANTIZE_MODES:
+            raise ExportError(f"unknown --quantize '{self.quantize}'; use one of {', '.join(QUANTIZE_MODES)}")
+        if self.io_type not in IO_TYPES:
+            raise ExportError(f"unknown --io-type '{self.io_type}'; use one of {', '.join(IO_TYPES)}")
+        if self.io_type != "float32" and self.quantize != "int8":
+            raise ExportError(f"--io-type {self.io_type} needs --quantize int8 (full-integer)")
+        if self.representative_data and self.quantize != "int8":
+            raise ExportError("--representative-data calibrates int8 only; add --quantize int8 or leave it out")
+        if self.quantize == "int8" and not (self.representative_data or run_dir):
+            raise ExportError("--quantize int8 needs calibration data: --representative-data DATA (class folders, "
+                              ".npz, TFRecords or a built-in task), or a run with --run-dir")
+        if not 0.0 <= self.min_agreement <= 1.0:
+            raise ExportError(f"--min-agreement must be in [0, 1], got {self.min_agreement}")
+
+
+def _images(data: str, shape: list[int | None], flag: str) -> np.ndarray:
+    from tf1tune.data import load_dataset
+
+    if len(shape) != 4 or None in shape[1:]:
+        raise ExportError(f"{flag} is image data, but the model's input has shape {shape}; it needs [N, H, W, C]")
+    return load_dataset(data, (int(shape[1]), int(shape[2])), int(shape[3])).images  # type: ignore[arg-type]
+
+
+def tflite_from_frozen(
+    graph_def: graph_pb2.GraphDef,
+    inputs: Sequence[str],
+    outputs: Sequence[str],
+    options: TfliteOptions,
+    run_dir: str | None = None,
+    random_feeds: Mapping[str, np.ndarray] | None = None,
+    atol: float = 0.0,
+) -> TfliteCheck:
+    """Pick the calibration and verification data of `options` (see `TfliteOptions`), then `export_tflite`.
+
+    Args:
+        graph_def, inputs, outputs: The verified frozen graph.
+        options: What to write and how to check it.
+        run_dir: The fine-tuning run the graph comes from, if any (its training and validation data).
+        random_feeds: Verification inputs when no data is named (the frozen graph's own random check inputs).
+        atol: Absolute tolerance added for float32.
+    """
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.compat.v1.import_graph_def(graph_def, name="")
+    shape = graph.get_tensor_by_name(tensor_name(inputs[0])).shape
+    dims = shape.as_list() if shape.rank is not None else []
+    if options.labels is not None:
+        classes = graph.get_tensor_by_name(tensor_name(outputs[0])).shape
+        if classes.rank is None or classes[-1] != len(options.labels):
+            raise ExportError(f"--labels names {len(options.labels)} classes, but output '{outputs[0]}' has shape "
+                              f"{classes}; give one label per class")
+    representative = verify_images = None
+    if run_dir:
+        from tf1tune.train.run_dir import run_datasets
+
+        train, val = run_datasets(run_dir, (dims[1], dims[2]), dims[3])
+        representative, verify_images = train.images, val.images
+    if options.representative_data:
+        representative = _images(options.representative_data, dims, "--representative-data")
+    if options.quantize != "int8":
+        representative = None
+    if options.verify_data:
+        verify_images = _images(options.verify_data, dims, "--verify-data")
+    elif verify_images is None:
+        verify_images = representative
+    feeds = {tensor_name(inputs[0]): verify_images} if verify_images is not None else dict(random_feeds or {})
+    if not feeds:
+        from tf1tune.export.verify import random_feeds as make_random
+
+        feeds = make_random(graph_def, inputs)
+    return export_tflite(graph_def, inputs, outputs, options.path, feeds, quantize=options.quantize,
+                         representative=representative, io_type=options.io_type, labels=options.labels,
+                         rtol=options.rtol, atol=atol, min_agreement=options.min_agreement,
+                         max_prob_diff=options.max_prob_diff)
