@@ -124,14 +124,15 @@ def curves_png(events_dir: str | os.PathLike[str], path: str | os.PathLike[str],
 
 
 def write_run_plots(run_dir: str | os.PathLike[str], labels: np.ndarray, predictions: np.ndarray,
-                    class_names: Sequence[str]) -> list[str]:
+                    class_names: Sequence[str], num_classes: int | None = None) -> list[str]:
     """`curves.png` (from the run's `events/`) and `confusion.png` (validation set) in a fine-tuning run directory.
 
     Args:
         run_dir: The run directory.
         labels: True labels of the validation examples.
         predictions: Predicted labels of the same examples.
-        class_names: The name of each class.
+        class_names: The name of each class (by index when they are not one per class of the model).
+        num_classes: The model's number of classes (default: `len(class_names)`).
 
     Returns:
         The paths written.
@@ -139,6 +140,8 @@ def write_run_plots(run_dir: str | os.PathLike[str], labels: np.ndarray, predict
     from sklearn.metrics import confusion_matrix
 
     run_dir = os.fspath(run_dir)
+    if num_classes is not None and len(class_names) != num_classes:
+        class_names = [str(i) for i in range(num_classes)]
     matrix = confusion_matrix(labels, predictions, labels=list(range(len(class_names))))
     accuracy = float(np.mean(np.asarray(labels) == np.asarray(predictions))) if len(labels) else 0.0
     written = [confusion_png(matrix, class_names, os.path.join(run_dir, "confusion.png"),

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 
-from tf1tune.commands.freeze_cmd import add_source_arguments, export_options
+from tf1tune.commands.freeze_cmd import add_serving_arguments, add_source_arguments, export_options, serving_options
 
 HELP = "export a model as a verified SavedModel with a serving_default signature"
 EPILOG = """examples:
   tf1tune export-savedmodel checkpoints/digits_cnn --inputs input --outputs DigitsCNN/Predictions/Softmax \\
       --out exported/digits          # signature: input -> DigitsCNN_Predictions_Softmax
+  tf1tune export-savedmodel --run-dir runs/digits-parity --input-format jpeg --labels labels.txt \
+      --out exported/parity          # signature: image_bytes (JPEG) -> probabilities, label
   tf1tune export-savedmodel frozen.pb --outputs output --optimize --out exported/fc
 """
 
@@ -22,6 +24,7 @@ EPILOG = """examples:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `export-savedmodel`."""
     add_source_arguments(parser)
+    add_serving_arguments(parser)
     parser.add_argument("--out", required=True, metavar="DIR", help="SavedModel directory to create (new or empty)")
 
 
@@ -30,14 +33,17 @@ def run(args: argparse.Namespace) -> int:
     from tf1tune.export import export_model
     from tf1tune.export.saved_model import signature_keys
 
-    result = export_model(**export_options(args), saved_model=args.out)
+    result = export_model(**export_options(args), **serving_options(args), saved_model=args.out)
     frozen = result.frozen
     print("frozen graph " + result.check.line())
     for note in frozen.notes:
         print(f"note: {note}")
     assert result.saved_model_check is not None  # saved_model was given
     print("SavedModel " + result.saved_model_check.line())
-    keys_in, keys_out = signature_keys(frozen.inputs), signature_keys(frozen.outputs)
+    if result.serving_check:
+        print("serving graph " + result.serving_check.line())
+    keys_in = signature_keys(result.served_inputs or frozen.inputs)
+    keys_out = signature_keys(result.served_outputs or frozen.outputs)
     print(f"wrote {args.out} (serving_default: inputs {', '.join(keys_in.values())}; "
           f"outputs {', '.join(keys_out.values())})")
     return 0

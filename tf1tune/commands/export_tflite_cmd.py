@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from tf1tune.commands.freeze_cmd import add_source_arguments, freeze_and_verify
+from tf1tune.commands.freeze_cmd import add_source_arguments, export_options
 
 if TYPE_CHECKING:
     from tf1tune.export.tflite import TfliteOptions
@@ -74,22 +74,17 @@ def options(args: argparse.Namespace) -> TfliteOptions:
 
 def run(args: argparse.Namespace) -> int:
     """Validate, freeze and verify, convert, verify the TFLite model, write; print both verification lines."""
-    import os
-
-    from tf1tune.export.tflite import tflite_from_frozen
-    from tf1tune.export.verify import random_feeds, source_batch
+    from tf1tune.export import export_model
 
     wanted = options(args)
-    handle, frozen, check = freeze_and_verify(args)
-    print("frozen graph " + check.line())
-    for note in frozen.notes:
+    result = export_model(**export_options(args), tflite=wanted, overwrite=args.overwrite)
+    print("frozen graph " + result.check.line())
+    for note in result.frozen.notes:
         print(f"note: {note}")
-    feeds = random_feeds(frozen.graph_def, frozen.inputs, batch=source_batch(handle, frozen.inputs), seed=args.seed)
-    result = tflite_from_frozen(frozen.graph_def, frozen.inputs, frozen.outputs, wanted, run_dir=args.run_dir,
-                                random_feeds=feeds, atol=args.atol)
-    print(result.line())
+    assert result.tflite_check is not None  # tflite was given
+    print(result.tflite_check.line())
     labels = wanted.labels
-    print(f"wrote {os.path.abspath(args.out)} ({result.size / 1024:.1f} KiB; {args.quantize}"
+    print(f"wrote {result.written[0]} ({result.tflite_check.size / 1024:.1f} KiB; {args.quantize}"
           f"{', ' + args.io_type + ' input/output' if args.quantize == 'int8' else ''}"
           f"{f', {len(labels)} labels as metadata' if labels else ''})")
     return 0

@@ -25,6 +25,8 @@ EPILOG = """examples:
   tf1tune freeze --run-dir runs/digits-parity --optimize --out parity.pb      # a fine-tuning run, in one command
   tf1tune freeze checkpoints/digits_cnn --inputs input --outputs DigitsCNN/Predictions/Softmax --optimize \
       --out digits.pb --onnx digits.onnx      # needs pip install 'tf1tune[onnx]'
+  tf1tune freeze --run-dir runs/digits-parity --input-format jpeg --labels labels.txt --out serving.pb
+                                              # JPEG bytes in (image_bytes), class name out (label)
 
 """
 
@@ -52,9 +54,30 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the random verification inputs (default 0)")
 
 
+def add_serving_arguments(parser: argparse.ArgumentParser) -> None:
+    """What serving needs (shared with `export-savedmodel`): JPEG input, label names out."""
+    parser.add_argument("--input-format", default="tensor", metavar="FORMAT",
+                        help="tensor (default: the image input as it is) or jpeg: a string input image_bytes of "
+                             "encoded JPEGs, decoded and resized in the graph")
+    parser.add_argument("--labels", metavar="FILE",
+                        help="class names, one per line (or slim's 0:name): adds a string output `label`, the "
+                             "name of the top-1 class, beside the probabilities")
+
+
+def serving_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The serving keyword arguments of `export_model` (`--input-format`, `--labels` read from its file)."""
+    labels = None
+    if args.labels:
+        from tf1tune.export.serving import read_labels_file
+
+        labels = read_labels_file(args.labels)
+    return {"input_format": args.input_format, "labels": labels}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `freeze`."""
     add_source_arguments(parser)
+    add_serving_arguments(parser)
     parser.add_argument("--out", required=True, metavar="FILE.pb", help="where to write the frozen graph")
     parser.add_argument("--onnx", metavar="FILE.onnx",
                         help="also write an ONNX model, verified with onnxruntime (needs pip install 'tf1tune[onnx]')")
@@ -80,18 +103,21 @@ def run(args: argparse.Namespace) -> int:
     """Freeze, verify, write; print the verification line and where it wrote."""
     from tf1tune.export import export_model
 
-    result = export_model(**export_options(args), pb=args.out, onnx=args.onnx, opset=args.opset,
-                          overwrite=args.overwrite)
+    result = export_model(**export_options(args), **serving_options(args), pb=args.out, onnx=args.onnx,
+                          opset=args.opset, overwrite=args.overwrite)
     frozen = result.frozen
     print(result.check.line())
+    if result.serving_check:
+        print("serving graph " + result.serving_check.line())
     for note in frozen.notes:
         print(f"note: {note}")
     if frozen.settings:
         print("set: " + ", ".join(f"{k}={v.tolist()}" for k, v in frozen.settings.items()))
     if result.onnx_check:
         print("ONNX (onnxruntime vs frozen graph) " + result.onnx_check.line())
-    print(f"wrote {result.written[0]} ({len(frozen.graph_def.node)} nodes; inputs {', '.join(frozen.inputs)}; "
-          f"outputs {', '.join(frozen.outputs)})")
+    served_in, served_out = result.served_inputs or frozen.inputs, result.served_outputs or frozen.outputs
+    print(f"wrote {result.written[0]} ({len(frozen.graph_def.node)} nodes; inputs {', '.join(served_in)}; "
+          f"outputs {', '.join(served_out)})")
     for path in result.written[1:]:
         print(f"wrote {path}")
     return 0

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from tf1tune.export.freeze import FrozenModel, freeze_model
 from tf1tune.export.optimize import optimize as optimize_graph
 from tf1tune.export.verify import Verification, session_runner, source_batch, verify
 from tf1tune.handle import ModelHandle
+
+if TYPE_CHECKING:
+    from tf1tune.export.tflite import TfliteCheck, TfliteOptions
 
 __all__ = ["ExportResult", "check_outputs", "export_model", "freeze_and_verify", "load_source", "source_files"]
 
@@ -149,6 +152,10 @@ class ExportResult:
         check: The frozen graph against the live session.
         onnx_check: onnxruntime against the frozen graph (when `onnx` was given).
         saved_model_check: The reloaded SavedModel against the frozen graph (when `saved_model` was given).
+        serving_check: The serving graph (JPEG input, label output) against the frozen graph, when asked for.
+        served_inputs: The serving graph's inputs (`image_bytes:0` for JPEG), when asked for.
+        served_outputs: The serving graph's outputs (the frozen outputs, then `label:0`), when asked for.
+        tflite_check: The TFLite model against the frozen graph (when `tflite` was given).
         written: Absolute paths written, in order.
     """
 
@@ -157,6 +164,10 @@ class ExportResult:
     check: Verification
     onnx_check: Verification | None = None
     saved_model_check: Verification | None = None
+    serving_check: Verification | None = None
+    served_inputs: list[str] = field(default_factory=list)
+    served_outputs: list[str] = field(default_factory=list)
+    tflite_check: TfliteCheck | None = None
     written: list[str] = field(default_factory=list)
 
 
@@ -180,6 +191,9 @@ def export_model(
     opset: int | None = None,
     saved_model: str | None = None,
     overwrite: bool | None = None,
+    input_format: str = "tensor",
+    labels: Sequence[str] | None = None,
+    tflite: TfliteOptions | None = None,
 ) -> ExportResult:
     """Load, freeze, verify and write a model; see the module docstring.
 
@@ -202,7 +216,10 @@ def export_model(
         onnx: Where to write an ONNX model (needs the `onnx` extra).
         opset: `onnx` only: the ONNX opset.
         saved_model: A new or empty directory to write a SavedModel to.
-        overwrite: Replace an existing `pb` / `onnx` (None: leave that check to the writer).
+        overwrite: Replace an existing `pb` / `onnx` / `tflite` (None: leave that check to the writer).
+        input_format: `pb` and `saved_model`: `jpeg` takes encoded JPEG bytes (`tf1tune.export.serving`).
+        labels: `pb` and `saved_model`: class names, a `label` string output beside the probabilities.
+        tflite: A TFLite model to write, float or quantized (`tf1tune.export.tflite.TfliteOptions`).
 
     Returns:
         What was verified and written.
@@ -210,8 +227,19 @@ def export_model(
     Raises:
         Tf1tuneError: Bad source or names (`ExportError`: an output that is a source file, a failed verification).
     """
-    if not (pb or onnx or saved_model):
-        raise ExportError("nothing to write: give pb, onnx or saved_model")
+    if not (pb or onnx or saved_model or tflite):
+        raise ExportError("nothing to write: give pb, onnx, saved_model or tflite")
+    serving = input_format != "tensor" or labels is not None
+    if serving and (onnx or tflite):
+        raise ExportError("--input-format and --labels apply to the .pb and the SavedModel; export ONNX without "
+                          "them (TFLite stores labels with export-tflite --labels)")
+    if serving:
+        from tf1tune.export.serving import INPUT_FORMATS
+
+        if input_format not in INPUT_FORMATS:
+            raise ExportError(f"unknown input format '{input_format}'; use one of {', '.join(INPUT_FORMATS)}")
+    if tflite:
+        tflite.validate(run_dir)
     feeds = None
     if run_dir:
         from tf1tune.train.run_dir import load_run
@@ -224,24 +252,42 @@ def export_model(
         feeds = {inputs[0]: run.validation_images}
     else:
         handle = load_source(source, meta=meta, net=net, num_classes=num_classes, checkpoint=checkpoint)
-    check_outputs(handle, {"--out": pb or saved_model, "--onnx": onnx}, overwrite)
+    check_outputs(handle, {"--out": pb or saved_model or (tflite.path if tflite else None), "--onnx": onnx},
+                  overwrite)
     if not outputs:
         raise ExportError("--outputs is required (except with --run-dir); e.g. --outputs DigitsCNN/Predictions/Softmax")
     frozen, check = freeze_and_verify(handle, outputs, inputs, settings, optimize, feeds, rtol, atol, seed)
     result = ExportResult(handle=handle, frozen=frozen, check=check)
+    graph_def, served_inputs, served_outputs, served_feeds = frozen.graph_def, frozen.inputs, frozen.outputs, None
+    if serving:  # checked before anything is written
+        from tf1tune.export.serving import wrap_for_serving
+
+        wrapped, result.serving_check, served_feeds = wrap_for_serving(
+            frozen.graph_def, frozen.inputs, frozen.outputs, input_format, labels,
+            images=feeds[inputs[0]][:16] if feeds else None, seed=seed)
+        graph_def, served_inputs, served_outputs = wrapped.graph_def, wrapped.inputs, wrapped.outputs
+        result.served_inputs, result.served_outputs = served_inputs, served_outputs
+    if tflite:
+        from tf1tune.export.tflite import tflite_from_frozen
+        from tf1tune.export.verify import random_feeds
+
+        random = random_feeds(frozen.graph_def, frozen.inputs, batch=source_batch(handle, frozen.inputs), seed=seed)
+        result.tflite_check = tflite_from_frozen(frozen.graph_def, frozen.inputs, frozen.outputs, tflite,
+                                                 run_dir=run_dir, random_feeds=random, atol=atol)
+        result.written.append(os.path.abspath(tflite.path))
     if onnx:  # checked before anything is written
         from tf1tune.export.onnx_export import export_onnx
 
         result.onnx_check = export_onnx(frozen.graph_def, frozen.inputs, frozen.outputs, onnx, opset=opset,
                                         rtol=rtol, atol=atol)
     if pb:
-        result.written.append(write_graph_def(frozen.graph_def, pb))
+        result.written.append(write_graph_def(graph_def, pb))
     if onnx:
         result.written.append(os.path.abspath(onnx))
     if saved_model:
         from tf1tune.export.saved_model import export_saved_model
 
-        result.saved_model_check = export_saved_model(frozen.graph_def, frozen.inputs, frozen.outputs, saved_model,
-                                                      rtol=rtol, atol=atol)
+        result.saved_model_check = export_saved_model(graph_def, served_inputs, served_outputs, saved_model,
+                                                      feeds=served_feeds, rtol=rtol, atol=atol)
         result.written.append(os.path.abspath(saved_model))
     return result

@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf1tune import data as data_lib
+from tf1tune import plots
 from tf1tune.checkpoints import saver_restore
 from tf1tune.errors import ConfigError, FinetuneWarning
 from tf1tune.restore import restore
@@ -46,6 +47,14 @@ class FinetuneResult:
     trained_params: int
     frozen_params: int
     metrics: dict[str, Any]
+
+
+def _predictions(sess: tf.compat.v1.Session, model: TaskModel, dataset: data_lib.Dataset,
+                 batch_size: int) -> np.ndarray:
+    """The predicted class of every example of `dataset`, in order."""
+    parts = [np.argmax(sess.run(model.eval_logits, {model.images: x}), axis=1)
+             for x, _ in data_lib.eval_batches(dataset, batch_size)]
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
 
 def _accuracy(sess: tf.compat.v1.Session, model: TaskModel, dataset: data_lib.Dataset, batch_size: int) -> float:
@@ -212,7 +221,9 @@ def run_finetune(config: FinetuneConfig, progress: bool = True) -> FinetuneResul
                         "trainable_scopes": p.trainable_scopes or model.default_scopes} for p in phases],
         })
         writer.close()
+        predicted = _predictions(sess, model, val, config.batch_size)
     run_dir_lib.write_metrics(run_dir, metrics)
+    plots.write_run_plots(run_dir, val.labels, predicted, val.class_names, classes)  # curves.png, confusion.png
     return FinetuneResult(run_dir=run_dir, checkpoint=final, steps=total_steps,
                           accuracy_before=metrics["accuracy_before"], accuracy_after=metrics["accuracy_after"],
                           trained_params=trained_params, frozen_params=frozen_params, metrics=metrics)
