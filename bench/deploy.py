@@ -135,7 +135,8 @@ def bench_net(net: str, batches: list[int], runs: int, threads: int) -> None:
     sizes = {"plain": frozen.graph_def.ByteSize(), "optimized": fast.ByteSize()}
     if onnx:
         sizes["onnxruntime"] = onnx[1]
-    print(f"\n== {net} ({size[0]}x{size[1]}, {threads} threads, {runs} interleaved rounds) ==")
+    print(f"\n== {net} ({size[0]}x{size[1]}, {threads} threads, {runs} interleaved rounds; load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs) ==")
     for batch in batches:
         start = time.perf_counter()
         blobs = {"tflite float32": convert_tflite(frozen.graph_def, frozen.inputs, frozen.outputs, "none", batch=batch),
@@ -151,7 +152,8 @@ def bench_net(net: str, batches: list[int], runs: int, threads: int) -> None:
         medians, minima = _time(fns, probe[:batch], runs)
         reference = np.concatenate([fns["plain"](probe[i:i + batch]) for i in range(0, AGREEMENT_IMAGES, batch)])
         scale = float(np.max(np.abs(reference)))
-        print(f"batch {batch} (TFLite conversion of both models {convert_s:.1f} s):")
+        print(f"batch {batch} (TFLite conversion of both models {convert_s:.1f} s; load average after timing "
+              f"{os.getloadavg()[0]:.1f}):")
         print(f"  {'variant':<15} {'median ms':>9} {'speed-up':>9} {'min ms':>7} {'speed-up':>9} {'size MB':>8} {'size':>6} {'top-1 agree':>11} "
               f"{'max prob diff':>13} {'rel diff':>9}")
         for name, fn in fns.items():
