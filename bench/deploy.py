@@ -180,9 +180,9 @@ def _real_agreement(name: str, graph_def: tf.compat.v1.GraphDef, inputs: list[st
 def real_data() -> None:
     """int8 and float32 TFLite agreement with the frozen graph on real data: digits checkpoint and a fine-tuned run."""
     from tf1tune.data import load_dataset
-    from tf1tune.train.run_dir import load_run
-    from tf1tune.train.loop import run_finetune
     from tf1tune.train.config import make_config
+    from tf1tune.train.loop import run_finetune
+    from tf1tune.train.run_dir import load_run
 
     print("\n== real data (agreement with the frozen graph) ==")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

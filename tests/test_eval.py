@@ -90,8 +90,8 @@ def test_cli_table_json_and_png(formats, tmp_path, capsys):
 
 
 def test_run_directory_evaluates_on_its_task(tmp_path, capsys):
-    from tf1tune.train.loop import run_finetune
     from tf1tune.train.config import make_config
+    from tf1tune.train.loop import run_finetune
 
     run = run_finetune(make_config(str(ROOT / "configs" / "digits_parity.yaml"), checkpoint=DIGITS,
                                    out=str(tmp_path / "run"), checkpoint_every=1000,

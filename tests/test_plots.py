@@ -20,8 +20,8 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    from tf1tune.train.loop import run_finetune
     from tf1tune.train.config import make_config
+    from tf1tune.train.loop import run_finetune
 
     out = str(tmp_path_factory.mktemp("runs") / "parity")
     return run_finetune(make_config(str(ROOT / "configs" / "digits_parity.yaml"), checkpoint=DIGITS, out=out,

@@ -43,8 +43,8 @@ def digits():
 @pytest.fixture(scope="module")
 def parity_run(tmp_path_factory):
     """A short run of the main job (digits -> odd/even), enough to be far from chance."""
-    from tf1tune.train.loop import run_finetune
     from tf1tune.train.config import make_config
+    from tf1tune.train.loop import run_finetune
 
     out = str(tmp_path_factory.mktemp("runs") / "parity")
     config = make_config(str(ROOT / "configs" / "digits_parity.yaml"), checkpoint=DIGITS, out=out,

@@ -36,7 +36,7 @@ def _write(path: str | os.PathLike[str], data: bytes) -> str:
     return write_atomic(target, data)
 
 
-def confusion_png(matrix: np.ndarray, class_names: Sequence[str], path: str | os.PathLike[str],
+def confusion_png(matrix: np.ndarray | Sequence[Sequence[int]], class_names: Sequence[str], path: str | os.PathLike[str],
                   title: str = "Confusion matrix") -> str:
     """Draw the confusion matrix (rows: true class, columns: predicted class) into the PNG file `path`.
 

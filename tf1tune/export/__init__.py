@@ -1,4 +1,4 @@
-"""Export: frozen GraphDefs and SavedModels that are checked to compute what the source computes.
+"""Export: frozen GraphDefs, SavedModels, ONNX and TFLite models that are checked to compute what the source computes.
 
 | step                  | module          | what it does                                                       |
 |-----------------------|-----------------|--------------------------------------------------------------------|
@@ -8,6 +8,9 @@
 | `verify`              | `verify`        | the source and the export on the same inputs, compared within a tolerance |
 | `export_saved_model`  | `saved_model`   | a frozen graph as a SavedModel with a `serving_default` signature  |
 | `export_onnx`         | `onnx_export`   | ONNX through tf2onnx, checked with onnxruntime (optional `onnx` extra) |
+| `export_tflite`       | `tflite`        | TFLite float32 / dynamic / float16 / full-integer int8, checked in LiteRT's interpreter |
+| `TfliteModel`         | `tflite_runtime`| a TFLite model run on float batches (quantization handled)          |
+| `serving_graph`       | `serving`       | JPEG-bytes input and a label-name output around a frozen graph      |
 | `write_graph_def`     | `_io`           | atomic write (temp file in the same directory, then `os.replace`)  |
 | `export_model`        | `pipeline`      | all of it: load, check outputs, freeze, optimize, verify, write    |
 
@@ -22,8 +25,12 @@ from tf1tune.export.onnx_export import export_onnx
 from tf1tune.export.optimize import optimize
 from tf1tune.export.pipeline import ExportResult, export_model, load_source, source_files
 from tf1tune.export.saved_model import export_saved_model
+from tf1tune.export.serving import serving_graph
+from tf1tune.export.tflite import TfliteOptions, export_tflite
+from tf1tune.export.tflite_runtime import TfliteModel
 from tf1tune.export.verify import Verification, random_feeds, run_graph_def, session_runner, verify
 
-__all__ = ["ExportResult", "FrozenModel", "Verification", "export_model", "export_onnx", "export_saved_model", "freeze",
-           "freeze_model", "load_source", "optimize", "random_feeds", "read_graph_def", "run_graph_def", "session_runner",
-           "source_files", "verify", "write_graph_def"]
+__all__ = ["ExportResult", "FrozenModel", "TfliteModel", "TfliteOptions", "Verification", "export_model", "export_onnx",
+           "export_saved_model", "export_tflite", "freeze", "freeze_model", "load_source", "optimize", "random_feeds",
+           "read_graph_def", "run_graph_def", "serving_graph", "session_runner", "source_files", "verify",
+           "write_graph_def"]

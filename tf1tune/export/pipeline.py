@@ -264,7 +264,7 @@ def export_model(
 
         wrapped, result.serving_check, served_feeds = wrap_for_serving(
             frozen.graph_def, frozen.inputs, frozen.outputs, input_format, labels,
-            images=feeds[inputs[0]][:16] if feeds else None, seed=seed)
+            images=next(iter(feeds.values()))[:16] if feeds else None, seed=seed)
         graph_def, served_inputs, served_outputs = wrapped.graph_def, wrapped.inputs, wrapped.outputs
         result.served_inputs, result.served_outputs = served_inputs, served_outputs
     if tflite:
