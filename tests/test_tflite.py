@@ -175,3 +175,29 @@ def test_tiny_float_model_converts_and_matches(tiny, tmp_path, capsys):
     logits = model_factory.expected_logits(x)
     probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     np.testing.assert_allclose(TfliteModel(out.read_bytes()).run([x])[0], probs, rtol=0, atol=1e-5)
+
+
+def test_existing_out_needs_overwrite(tmp_path, capsys):
+    out = tmp_path / "m.tflite"
+    out.write_bytes(b"old")
+    code, _, err = _cli(capsys, "export-tflite", DIGITS, "--inputs", "input", "--outputs", SOFTMAX, "--out", str(out))
+    assert code == 2 and "exists" in err and out.read_bytes() == b"old"
+    code, _, err = _cli(capsys, "export-tflite", DIGITS, "--inputs", "input", "--outputs", SOFTMAX, "--out", str(out),
+                        "--overwrite")
+    assert code == 0, err
+    assert read_tflite(out)[4:8] == b"TFL3"
+
+
+def test_tensorflow_interpreter_is_the_fallback_without_litert(digits, monkeypatch):
+    import sys
+
+    import tensorflow as tf
+
+    from tf1tune.export import tflite_runtime
+
+    monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)  # import fails as if not installed
+    assert tflite_runtime._interpreter_class() is tf.lite.Interpreter
+    frozen, _, val = digits
+    blob = convert_tflite(frozen.graph_def, frozen.inputs, frozen.outputs)
+    expected = run_graph_def(frozen.graph_def, frozen.outputs, {"input:0": val.images[:8]})[0]
+    np.testing.assert_allclose(TfliteModel(blob).run([val.images[:8]])[0], expected, rtol=0, atol=1e-4)
