@@ -15,7 +15,7 @@ HELP = "export a model as a verified SavedModel with a serving_default signature
 EPILOG = """examples:
   tf1tune export-savedmodel checkpoints/digits_cnn --inputs input --outputs DigitsCNN/Predictions/Softmax \\
       --out exported/digits          # signature: input -> DigitsCNN_Predictions_Softmax
-  tf1tune export-savedmodel --run-dir runs/digits-parity --input-format jpeg --labels labels.txt \
+  tf1tune export-savedmodel --run-dir runs/digits-parity --input-format jpeg --labels configs/digits_parity_labels.txt \
       --out exported/parity          # signature: image_bytes (JPEG) -> probabilities, label
   tf1tune export-savedmodel frozen.pb --outputs output --optimize --out exported/fc
 """

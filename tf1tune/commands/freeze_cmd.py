@@ -25,8 +25,8 @@ EPILOG = """examples:
   tf1tune freeze --run-dir runs/digits-parity --optimize --out parity.pb      # a fine-tuning run, in one command
   tf1tune freeze checkpoints/digits_cnn --inputs input --outputs DigitsCNN/Predictions/Softmax --optimize \
       --out digits.pb --onnx digits.onnx      # needs pip install 'tf1tune[onnx]'
-  tf1tune freeze --run-dir runs/digits-parity --input-format jpeg --labels labels.txt --out serving.pb
-                                              # JPEG bytes in (image_bytes), class name out (label)
+  tf1tune freeze --run-dir runs/digits-parity --input-format jpeg --labels configs/digits_parity_labels.txt \\
+      --out serving.pb                        # JPEG bytes in (image_bytes), class name out (label)
 
 """
 
