@@ -24,8 +24,8 @@ import tensorflow as tf
 from tensorflow.core.framework import graph_pb2
 
 from tf1tune.errors import ExportError, first_line
-from tf1tune.export._io import node_name, tensor_name
 from tf1tune.export.verify import Verification, compare, run_graph_def
+from tf1tune.graphdef import node_name, tensor_name
 
 INPUT_FORMATS = ("tensor", "jpeg")
 JPEG_INPUT = "image_bytes:0"

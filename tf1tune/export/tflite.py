@@ -43,9 +43,9 @@ from tensorflow.core.framework import graph_pb2
 
 from tf1tune._fs import write_atomic
 from tf1tune.errors import ExportError, first_line
-from tf1tune.export._io import node_name, tensor_name
 from tf1tune.export.tflite_runtime import TfliteModel, native_quiet, read_tflite
 from tf1tune.export.verify import compare, run_graph_def
+from tf1tune.graphdef import node_name, tensor_name
 
 __all__ = ["IO_TYPES", "QUANTIZE_MODES", "TfliteCheck", "TfliteModel", "add_labels", "check_tflite", "convert_tflite",
            "export_tflite", "read_labels", "read_tflite"]

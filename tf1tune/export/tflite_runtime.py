@@ -43,9 +43,9 @@ def _interpreter_class() -> type:
     try:
         from ai_edge_litert.interpreter import Interpreter
 
-        return Interpreter  # type: ignore[no-any-return]
+        return Interpreter
     except ImportError:
-        return tf.lite.Interpreter  # type: ignore[no-any-return]
+        return tf.lite.Interpreter
 
 
 def read_tflite(path: str | os.PathLike[str]) -> bytes:
