@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     if result.onnx_check:
         print("ONNX (onnxruntime vs frozen graph) " + result.onnx_check.line())
     served_in, served_out = result.served_inputs or frozen.inputs, result.served_outputs or frozen.outputs
-    print(f"wrote {result.written[0]} ({len(frozen.graph_def.node)} nodes; inputs {', '.join(served_in)}; "
+    print(f"wrote {result.written[0]} ({result.served_nodes or len(frozen.graph_def.node)} nodes; inputs {', '.join(served_in)}; "
           f"outputs {', '.join(served_out)})")
     for path in result.written[1:]:
         print(f"wrote {path}")

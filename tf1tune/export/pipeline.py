@@ -155,6 +155,7 @@ class ExportResult:
         serving_check: The serving graph (JPEG input, label output) against the frozen graph, when asked for.
         served_inputs: The serving graph's inputs (`image_bytes:0` for JPEG), when asked for.
         served_outputs: The serving graph's outputs (the frozen outputs, then `label:0`), when asked for.
+        served_nodes: The serving graph's node count, when asked for.
         tflite_check: The TFLite model against the frozen graph (when `tflite` was given).
         written: Absolute paths written, in order.
     """
@@ -167,6 +168,7 @@ class ExportResult:
     serving_check: Verification | None = None
     served_inputs: list[str] = field(default_factory=list)
     served_outputs: list[str] = field(default_factory=list)
+    served_nodes: int = 0
     tflite_check: TfliteCheck | None = None
     written: list[str] = field(default_factory=list)
 
@@ -267,6 +269,7 @@ def export_model(
             images=next(iter(feeds.values()))[:16] if feeds else None, seed=seed)
         graph_def, served_inputs, served_outputs = wrapped.graph_def, wrapped.inputs, wrapped.outputs
         result.served_inputs, result.served_outputs = served_inputs, served_outputs
+        result.served_nodes = len(graph_def.node)
     if tflite:
         from tf1tune.export.tflite import tflite_from_frozen
         from tf1tune.export.verify import random_feeds
