@@ -27,6 +27,7 @@ COMMANDS = {
     "merge": "merge_cmd",
     "freeze": "freeze_cmd",
     "export-savedmodel": "export_savedmodel_cmd",
+    "export-tf2": "export_tf2_cmd",
     "repair": "repair_cmd",
     "export-tflite": "export_tflite_cmd",
     "eval": "eval_cmd",
@@ -45,6 +46,7 @@ EPILOG = """examples:
   tf1tune export-savedmodel checkpoints/digits_cnn --inputs input --outputs DigitsCNN/Predictions/Softmax --out d/
   tf1tune export-tflite --run-dir runs/digits-parity --quantize int8 --out parity.tflite
   tf1tune eval runs/digits-parity --data digits-parity:val --png confusion.png
+  tf1tune export-tf2 checkpoints/digits_cnn --outputs DigitsCNN/global_pool --out d-tf2/   # trainable in Keras 3
   tf1tune repair model.meta --replace-input batch:0=images --replace-input batch:1=labels --out fixed.meta
 """
 

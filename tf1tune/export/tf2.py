@@ -102,10 +102,14 @@ class _TF1Module(tf.Module):
         self.infer = tf.function(lambda inputs: self._run(inputs, False), input_signature=[arg])
         if train is not None:
             self.train = tf.function(lambda inputs: self._run(inputs, True), input_signature=[arg])
+        self.serve = tf.function(lambda inputs: self._named(self._run(inputs, False)), input_signature=[arg])
         self.__call__ = tf.function(self._call)
         self.__call__.get_concrete_function(arg, training=False)
         if train is not None:
             self.__call__.get_concrete_function(arg, training=True)
+
+    def _named(self, outputs: Any) -> dict[str, tf.Tensor]:
+        return outputs if isinstance(outputs, dict) else {self._out_keys[0]: outputs}
 
     def _call(self, inputs: Any, training: bool = False) -> Any:
         return self._run(inputs, bool(training) and self._train_fn is not None)
@@ -396,7 +400,7 @@ def _save_checked(module: _TF1Module, target: str, in_names: list[str], out_name
     try:
         staged = os.path.join(tmp_root, "saved_model")
         try:
-            tf.saved_model.save(module, staged, signatures={"serving_default": module.infer.get_concrete_function()})
+            tf.saved_model.save(module, staged, signatures={"serving_default": module.serve.get_concrete_function()})
         except (ValueError, TypeError, AssertionError, tf.errors.OpError) as e:
             raise ExportError(f"TensorFlow could not save the TF2 SavedModel: {first_line(e)}") from e
         shutil.copyfile(os.path.join(os.path.dirname(__file__), LAYER_FILE), os.path.join(staged, LAYER_FILE))
