@@ -55,7 +55,7 @@ class TinyModels:
     saved_model: str
 
 
-def _build(graph: tf.Graph, with_training: bool = True) -> dict[str, tf.Tensor]:
+def _build(graph: tf.Graph, with_training: bool = True, optimizer: str = "momentum") -> dict[str, tf.Tensor]:
     with graph.as_default():
         x = tf.compat.v1.placeholder(tf.float32, [None, INPUT_DIM], name="x")
         w = weights()
@@ -75,7 +75,11 @@ def _build(graph: tf.Graph, with_training: bool = True) -> dict[str, tf.Tensor]:
             y = tf.compat.v1.placeholder(tf.int64, [None], name="y")
             loss = tf.compat.v1.losses.sparse_softmax_cross_entropy(y, logits)
             step = tf.compat.v1.train.get_or_create_global_step()
-            tensors["train"] = tf.compat.v1.train.MomentumOptimizer(0.1, 0.9).minimize(loss, global_step=step)
+            opt = (tf.compat.v1.train.MomentumOptimizer(0.1, 0.9) if optimizer == "momentum"
+                   else tf.compat.v1.train.AdamOptimizer(0.01) if optimizer == "adam"
+                   else tf.compat.v1.train.RMSPropOptimizer(0.01))
+            tensors["train"] = opt.minimize(loss, global_step=step)
+            tensors["y"] = y
     return tensors
 
 
@@ -117,3 +121,32 @@ def write_all(root: str) -> TinyModels:
     return TinyModels(root=root, meta=ckpt_v2 + ".meta", ckpt_v2=ckpt_v2, ckpt_v1=ckpt_v1,
                       ckpt_v1_sharded=sharded_dir, frozen_binary=frozen_binary, frozen_text=frozen_text,
                       saved_model=export_dir)
+
+
+def batch(step: int, n: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """The seeded training batch number `step`: inputs and labels."""
+    rng = np.random.default_rng(SEED + 100 + step)
+    x = rng.standard_normal((n, INPUT_DIM)).astype(np.float32)
+    return x, (x[:, 0] + x[:, 1] > 0).astype(np.int64)
+
+
+def write_trained(root: str, optimizer: str = "momentum", steps: int = 3) -> tuple[str, dict[str, np.ndarray]]:
+    """Train the tiny model `steps` steps with a TF1 `optimizer` (`momentum`, `adam`, `rmsprop`), save it under
+    `root`, then take one more step on `batch(steps)`.
+
+    Returns:
+        The checkpoint prefix (saved before the extra step) and the weights after the extra step.
+    """
+    os.makedirs(root, exist_ok=True)
+    graph = tf.Graph()
+    t = _build(graph, optimizer=optimizer)
+    with graph.as_default(), tf.compat.v1.Session() as sess:
+        sess.run(tf.compat.v1.global_variables_initializer())
+        for step in range(steps):
+            x, y = batch(step)
+            sess.run(t["train"], {t["x"]: x, t["y"]: y})
+        prefix = tf.compat.v1.train.Saver().save(sess, os.path.join(root, "model.ckpt"), global_step=steps)
+        x, y = batch(steps)
+        sess.run(t["train"], {t["x"]: x, t["y"]: y})
+        model = {v.op.name: v for v in tf.compat.v1.trainable_variables()}
+        return prefix, sess.run(model)

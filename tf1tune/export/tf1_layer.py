@@ -21,6 +21,8 @@ statistics, dropout, and moving averages updated as the TF1 graph's `UPDATE_OPS`
 
 from __future__ import annotations
 
+import json
+import os
 from typing import Any
 
 import keras
@@ -45,12 +47,17 @@ class TF1Layer(keras.layers.Layer):
         if update_batch_norm and not hasattr(self._loaded, "train"):
             raise ValueError(f"'{path}' has no training endpoint (its TF1 graph has no batch-norm/dropout switch); "
                              "use update_batch_norm=False")
-        for name in sorted(self._loaded.tf1_variables):  # a fixed order: `.keras` files store weights by position
+        self._tf1_names = tuple(sorted(self._loaded.tf1_variables))  # fixed: `.keras` files store weights by position
+        for name in self._tf1_names:
             variable = self._loaded.tf1_variables[name]
             self._track_variable(keras.Variable(initializer=variable, trainable=variable.trainable,
                                                 dtype=variable.dtype, shape=variable.shape,
                                                 name=name.replace("/", "_")))
         self.built = True
+
+    def tf1_weights(self) -> dict[str, Any]:
+        """The layer's Keras variables by their TF1 names (`DigitsCNN/Conv2d_1/weights`)."""
+        return dict(zip(self._tf1_names, self.weights))
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:
         """The TF1 model's outputs: a tensor, or a dict by signature key when it has several."""
@@ -69,3 +76,43 @@ class TF1Layer(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "path": self.export_dir, "update_batch_norm": self.update_batch_norm}
+
+
+def restore_optimizer(optimizer: Any, layer: TF1Layer, directory: str) -> int:
+    """Put the TF1 run's weights and optimizer state (`tf1tune convert --to tf2 CKPT --out DIR`) into `optimizer`.
+
+    Build the optimizer first over the model's trainable variables (`optimizer.build(model.trainable_variables)`,
+    new head included), with the config `DIR/optimizer.json` names (the momentum mapping depends on the learning
+    rate). Slots are matched by TF1 variable name; a variable with no slots (a new head) starts from zero.
+
+    Returns:
+        The number of variables whose slots were restored.
+
+    Raises:
+        ValueError: The optimizer's class or config differs from the converted one, or it is not built.
+    """
+    with open(os.path.join(directory, "optimizer.json"), encoding="utf-8") as f:
+        info = json.load(f)
+    wanted = info["keras"]
+    if wanted["class_name"] and type(optimizer).__name__ != wanted["class_name"]:
+        raise ValueError(f"the TF1 state is for a Keras {wanted['class_name']}, not a {type(optimizer).__name__}")
+    config = optimizer.get_config()
+    for key, value in (wanted["config"] or {}).items():
+        if not abs(float(config[key]) - float(value)) <= 1e-7 * max(1.0, abs(float(value))):
+            raise ValueError(f"optimizer {key} is {config[key]}, the TF1 state needs {value} ({directory}/optimizer.json)")
+    if not optimizer.built:
+        raise ValueError("build the optimizer first: optimizer.build(model.trainable_variables)")
+    reader = tf.train.load_checkpoint(os.path.join(directory, "ckpt-1"))
+    slots = {v.name: v for v in optimizer.variables}
+    restored = 0
+    for name, weight in layer.tf1_weights().items():
+        if name in info["weights"]:
+            weight.assign(reader.get_tensor(info["weights"][name]))
+        for slot, key in info["slots"].get(name, {}).items():
+            slot_name = f"{weight.name}_{slot}"
+            if slot_name not in slots:
+                raise ValueError(f"the optimizer has no {slot} for '{name}': is it trainable in this model?")
+            slots[slot_name].assign(reader.get_tensor(key))
+        restored += name in info["slots"]
+    optimizer.iterations.assign(info["iterations"])
+    return restored
