@@ -30,7 +30,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,7 +37,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from tf1tune.checkpoints import checkpoint_values, resolve_checkpoint
+from tf1tune._fs import check_output, require_folder, staged_dir
+from tf1tune.checkpoints import checkpoint_files, checkpoint_values, resolve_checkpoint
 from tf1tune.errors import SurgeryError, first_line
 from tf1tune.selection import is_optimizer_state_name
 
@@ -256,25 +256,21 @@ def _adam_iterations(values: Mapping[str, np.ndarray], config: Mapping[str, Any]
 
 
 def _check_out(out_dir: str | os.PathLike[str], prefix: str, overwrite: bool) -> str:
-    from tf1tune.checkpoints import checkpoint_files
-
-    target = os.path.abspath(os.fspath(out_dir))
-    own = {os.path.realpath(f) for f in checkpoint_files(prefix)}
-    if os.path.realpath(target) in {os.path.dirname(f) for f in own}:
-        raise SurgeryError(f"--out '{os.fspath(out_dir)}' is the source checkpoint's directory; write elsewhere")
-    if os.path.exists(target):
-        if not overwrite or not os.path.isfile(os.path.join(target, "optimizer.json")):
-            raise SurgeryError(f"'{os.fspath(out_dir)}' exists; give a new directory"
-                               + ("" if overwrite else " or pass --overwrite"))
-    if not os.path.isdir(os.path.dirname(target)):
-        raise SurgeryError(f"cannot write '{os.fspath(out_dir)}': directory '{os.path.dirname(target)}' does not exist")
-    return target
+    """The output directory may not hold the source; an existing one is replaced only with `overwrite`, and only
+    when it holds an earlier conversion."""
+    sources = checkpoint_files(prefix)
+    target = check_output(out_dir, [os.path.dirname(os.path.abspath(f)) for f in sources], overwrite,
+                          is_source="--out '{path}' holds the source checkpoint ({source}); write elsewhere",
+                          exists="'{path}' exists; give a new directory or pass --overwrite", error=SurgeryError)
+    if os.path.exists(target) and not os.path.isfile(os.path.join(target, "optimizer.json")):
+        raise SurgeryError(f"--overwrite refuses to replace '{os.fspath(out_dir)}': it holds no earlier conversion "
+                           "(no optimizer.json); give a new directory")
+    return require_folder(target, SurgeryError)
 
 
 def _write(target: str, objects: Mapping[str, Any], info: Mapping[str, Any]) -> None:
     """Checkpoint and `optimizer.json` into a temp directory, read back, then moved into place."""
-    tmp_root = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.", dir=os.path.dirname(target))
-    try:
+    with staged_dir(target) as tmp_root:
         staged = os.path.join(tmp_root, "out")
         os.makedirs(staged)
         path = tf.train.Checkpoint(**objects).write(os.path.join(staged, CKPT_NAME))
@@ -294,8 +290,6 @@ def _write(target: str, objects: Mapping[str, Any], info: Mapping[str, Any]) -> 
         if os.path.exists(target):
             shutil.rmtree(target)
         os.replace(staged, target)
-    finally:
-        shutil.rmtree(tmp_root, ignore_errors=True)
 
 
 def _escape(name: str) -> str:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +36,7 @@ import tensorflow as tf
 from tensorflow.core.framework import graph_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 
+from tf1tune._fs import require_folder, staged_dir
 from tf1tune.errors import ExportError, SelectionError, first_line
 from tf1tune.export import resource_graph
 from tf1tune.export._io import node_name, tensor_name
@@ -382,13 +382,10 @@ def _trainable(handle: ModelHandle, names: Sequence[str], scopes: Sequence[str] 
 
 
 def _check_target(export_dir: str | os.PathLike[str]) -> str:
-    target = os.path.abspath(os.fspath(export_dir))
+    target = require_folder(export_dir, ExportError)
     if os.path.exists(target) and (not os.path.isdir(target) or os.listdir(target)):
         raise ExportError(f"'{os.fspath(export_dir)}' already exists and is not an empty directory; "
                           "give a new directory with --out")
-    if not os.path.isdir(os.path.dirname(target)):
-        raise ExportError(f"cannot write '{os.fspath(export_dir)}': directory '{os.path.dirname(target)}' does not "
-                          "exist; create it first")
     return target
 
 
@@ -396,8 +393,7 @@ def _save_checked(module: _TF1Module, target: str, in_names: list[str], out_name
                   values: Mapping[str, np.ndarray], data: Mapping[str, np.ndarray], expected: list[Any],
                   rtol: float, atol: float) -> TF2Export:
     """Save into a temp directory, load it back, compare with the TF1 session, then move it into place."""
-    tmp_root = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.", dir=os.path.dirname(target))
-    try:
+    with staged_dir(target) as tmp_root:
         staged = os.path.join(tmp_root, "saved_model")
         try:
             tf.saved_model.save(module, staged, signatures={"serving_default": module.serve.get_concrete_function()})
@@ -434,8 +430,6 @@ def _save_checked(module: _TF1Module, target: str, in_names: list[str], out_name
         if os.path.isdir(target):
             os.rmdir(target)
         os.replace(staged, target)
-    finally:
-        shutil.rmtree(tmp_root, ignore_errors=True)
     if checks[0] is None:
         raise ExportError("internal: the inference endpoint was not checked")
     return TF2Export(path=target, inputs=in_names, outputs=out_names, switches=switches, trainable=[], frozen=[],
