@@ -54,6 +54,7 @@ def main(export_dir: str, data_path: str, optimizer: str, result_path: str) -> N
     result["trained_moved"] = {w.path: float(np.max(np.abs(before[w.path] - w.numpy())))
                                for w in model.trainable_weights}
 
+    tf.train.Checkpoint(model=model).write(os.path.join(os.path.dirname(result_path), "tf2-run", "ckpt"))
     path = os.path.join(os.path.dirname(result_path), "model.keras")
     model.save(path)
     again = keras.models.load_model(path)

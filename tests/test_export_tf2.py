@@ -122,6 +122,23 @@ def test_meta_route_fine_tunes_in_keras3(tmp_path: Path, capsys: pytest.CaptureF
                                     "DigitsCNN/Conv2d_3/BatchNorm/moving_variance"],
                     trained=["DigitsCNN/Conv2d_2/weights", "DigitsCNN/Conv2d_3/weights"])
 
+    # The TF2 run's object-based checkpoint, compared with the TF1 source under the TF1 names (inspect and diff).
+    tf2_run = str(tmp_path / "tf2-run" / "ckpt")
+    assert main(["diff", DIGITS, tf2_run, "--json"]) == 0
+    diff = json.loads(capsys.readouterr().out)
+    assert {"DigitsCNN/Conv2d_1/weights", "DigitsCNN/Conv2d_1/BatchNorm/moving_mean",
+            "DigitsCNN/Conv2d_3/BatchNorm/moving_variance"} <= set(diff["unchanged"])
+    assert {"DigitsCNN/Conv2d_2/weights", "DigitsCNN/Conv2d_3/BatchNorm/beta"} <= set(diff["changed"])
+    assert "DigitsCNN/Conv2d_1/weights/Momentum" in diff["only_in_a"] and "global_step" in diff["only_in_a"]
+    assert not any(n.startswith("DigitsCNN/") and "Momentum" not in n and "Logits" not in n for n in diff["only_in_a"])
+    assert main(["inspect", tf2_run, "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["format"] == "tf2-object"
+    assert "DigitsCNN/Conv2d_1/weights" in {v["name"] for v in summary["variables"]}
+    assert main(["diff", DIGITS, out]) == 0  # the export itself (a SavedModel directory): every weight identical
+    printed = capsys.readouterr().out
+    assert "0 changed, 15 bit-identical" in printed  # the 15 variables global_pool needs
+
 
 def test_frozen_route_with_grafted_head_fine_tunes_in_keras3(tiny, tmp_path: Path) -> None:
     handle = unfreeze(tf1tune.load_frozen(tiny.frozen_binary), ["hidden"])  # constants back into variables

@@ -1,4 +1,8 @@
-"""Comparing two checkpoints variable by variable: the proof that frozen weights did not move."""
+"""Comparing two checkpoints variable by variable: the proof that frozen weights did not move.
+
+Either side may be a TF2 object-based checkpoint (or a TF2 SavedModel directory): its entries are compared under
+the variables' own names (`tf1tune.tf2_checkpoints.entry_keys`), so a TF2 run can be checked against its TF1 source.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from tf1tune.checkpoints import read_checkpoint, read_tensor, resolve_checkpoint
+from tf1tune.checkpoints import read_checkpoint, read_tensor
+from tf1tune.tf2_checkpoints import entry_keys, resolve_any_checkpoint
 
 
 @dataclass
@@ -54,7 +59,7 @@ class CheckpointDiff:
 
 
 def diff_checkpoints(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> CheckpointDiff:
-    """Compare every tensor of two checkpoints (prefixes, files or directories).
+    """Compare every tensor of two checkpoints (prefixes, files or directories; TF1 or TF2 object-based).
 
     Values are compared bit for bit (NaN equals NaN when the bits agree); `max_abs` is computed in
     float64 for numeric tensors and is 0 for non-numeric ones that differ.
@@ -63,12 +68,13 @@ def diff_checkpoints(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> Ch
         SourceNotFoundError: No checkpoint at `a` or `b`.
         BadSourceError: A checkpoint cannot be read (e.g. a truncated data file).
     """
-    pa, pb = resolve_checkpoint(a), resolve_checkpoint(b)
+    pa, pb = resolve_any_checkpoint(a), resolve_any_checkpoint(b)
     ra, rb = read_checkpoint(pa), read_checkpoint(pb)
-    names_a, names_b = set(ra.get_variable_to_shape_map()), set(rb.get_variable_to_shape_map())
+    keys_a, keys_b = entry_keys(ra, pa), entry_keys(rb, pb)
+    names_a, names_b = set(keys_a), set(keys_b)
     result = CheckpointDiff(a=pa, b=pb, only_in_a=sorted(names_a - names_b), only_in_b=sorted(names_b - names_a))
     for name in sorted(names_a & names_b):
-        va, vb = np.asarray(read_tensor(ra, name, pa)), np.asarray(read_tensor(rb, name, pb))
+        va, vb = np.asarray(read_tensor(ra, keys_a[name], pa)), np.asarray(read_tensor(rb, keys_b[name], pb))
         if va.shape != vb.shape or va.dtype != vb.dtype:
             result.shape_changed[name] = {"a": list(va.shape), "b": list(vb.shape)}
             result.changed[name] = {"count": int(max(va.size, vb.size)), "max_abs": float("inf")}

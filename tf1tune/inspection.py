@@ -3,8 +3,10 @@
 The summary has at least the keys `kind`, `variables` ({name, shape, dtype, trainable}), `inputs`,
 `outputs` ({name, shape, dtype}), `ops` ({op_type: count}), `num_params` and `tensorflow_version`.
 For a bare checkpoint `variables` is what the checkpoint holds (with `trainable` from its `.meta`
-when one is found, else null). For a frozen graph the weights are constants: `num_params` counts the
-elements of its floating-point constants and `frozen_weights` says so.
+when one is found, else null); a TF2 object-based checkpoint (or a TF2 SavedModel directory) lists its
+variables under their own names (`tf1tune.tf2_checkpoints`) and has `"format": "tf2-object"`. For a frozen graph
+the weights are constants: `num_params` counts the elements of its floating-point constants and `frozen_weights`
+says so.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from typing import Any
 
 import tensorflow as tf
 
-from tf1tune.checkpoints import checkpoint_entries, resolve_checkpoint
+from tf1tune.checkpoints import checkpoint_entries, read_checkpoint, resolve_checkpoint
 from tf1tune.handle import ModelHandle, tensor_summary
 from tf1tune.loaders import detect_kind, find_meta, load
+from tf1tune.tf2_checkpoints import entry_keys, is_object_based
 
 _FLOAT_CONST_TYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
 
@@ -37,6 +40,11 @@ def inspect_source(source: str | os.PathLike[str], **options: Any) -> dict[str, 
     kind = detect_kind(text)
     if kind == "checkpoint":
         return _inspect_checkpoint(text)
+    if kind == "saved_model" and os.path.isfile(os.path.join(text, "variables", "variables.index")):
+        prefix = os.path.join(text, "variables", "variables")
+        reader = read_checkpoint(prefix)
+        if is_object_based(reader):  # a TF2 SavedModel: its weights, by name
+            return _inspect_object_checkpoint(text, prefix, reader)
     return summarize_handle(load(text, **options))
 
 
@@ -80,6 +88,9 @@ def summarize_handle(handle: ModelHandle) -> dict[str, Any]:
 
 def _inspect_checkpoint(text: str) -> dict[str, Any]:
     prefix = resolve_checkpoint(text)
+    reader = read_checkpoint(prefix)
+    if is_object_based(reader):
+        return _inspect_object_checkpoint(text, prefix, reader)
     entries = checkpoint_entries(prefix)
     meta_path = find_meta(prefix)
     trainable: set[str] | None = None
@@ -108,6 +119,16 @@ def _inspect_checkpoint(text: str) -> dict[str, Any]:
     }
 
 
+def _inspect_object_checkpoint(text: str, prefix: str, reader: tf.train.CheckpointReader) -> dict[str, Any]:
+    shapes, dtypes = reader.get_variable_to_shape_map(), reader.get_variable_to_dtype_map()
+    variables = [{"name": name, "shape": list(shapes[key]), "dtype": dtypes[key].name, "trainable": None,
+                  "key": key} for name, key in entry_keys(reader, prefix).items()]
+    return {"kind": "checkpoint", "format": "tf2-object", "source": text, "checkpoint": prefix, "meta": None,
+            "variables": variables, "inputs": [], "outputs": [], "ops": {},
+            "num_params": sum(_size(v["shape"]) for v in variables), "num_trainable_params": None,
+            "tensorflow_version": None}
+
+
 def _size(shape: list[int | None] | None) -> int:
     if shape is None or any(d is None or d < 0 for d in shape):
         return 0
@@ -116,7 +137,8 @@ def _size(shape: list[int | None] | None) -> int:
 
 def format_summary(summary: dict[str, Any], max_rows: int = 60) -> str:
     """Render a summary as text, in the manner of Keras' `model.summary()`."""
-    lines = [f"Source: {summary['source']}  (kind: {summary['kind']}, written by TensorFlow "
+    kind = summary["kind"] + (", TF2 object-based" if summary.get("format") == "tf2-object" else "")
+    lines = [f"Source: {summary['source']}  (kind: {kind}, written by TensorFlow "
              f"{summary.get('tensorflow_version') or 'unknown'})"]
     if summary.get("checkpoint"):
         lines.append(f"Checkpoint: {summary['checkpoint']}")
