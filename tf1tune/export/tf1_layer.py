@@ -57,7 +57,8 @@ class TF1Layer(keras.layers.Layer):
 
     def tf1_weights(self) -> dict[str, Any]:
         """The layer's Keras variables by their TF1 names (`DigitsCNN/Conv2d_1/weights`)."""
-        return dict(zip(self._tf1_names, self.weights))
+        by_name = {w.name: w for w in self.weights}
+        return {name: by_name[name.replace("/", "_")] for name in self._tf1_names}
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:
         """The TF1 model's outputs: a tensor, or a dict by signature key when it has several."""
@@ -83,7 +84,8 @@ def restore_optimizer(optimizer: Any, layer: TF1Layer, directory: str) -> int:
 
     Build the optimizer first over the model's trainable variables (`optimizer.build(model.trainable_variables)`,
     new head included), with the config `DIR/optimizer.json` names (the momentum mapping depends on the learning
-    rate). Slots are matched by TF1 variable name; a variable with no slots (a new head) starts from zero.
+    rate). Slots are matched by TF1 variable name; a variable with no TF1 slots (a new head) starts from zero, and
+    the slots of variables this model does not train (frozen here) are left out.
 
     Returns:
         The number of variables whose slots were restored.
@@ -108,11 +110,12 @@ def restore_optimizer(optimizer: Any, layer: TF1Layer, directory: str) -> int:
     for name, weight in layer.tf1_weights().items():
         if name in info["weights"]:
             weight.assign(reader.get_tensor(info["weights"][name]))
-        for slot, key in info["slots"].get(name, {}).items():
+        keys = info["slots"].get(name, {}) if weight.trainable else {}
+        for slot, key in keys.items():
             slot_name = f"{weight.name}_{slot}"
             if slot_name not in slots:
-                raise ValueError(f"the optimizer has no {slot} for '{name}': is it trainable in this model?")
+                raise ValueError(f"the optimizer has no {slot} for '{name}': build it over model.trainable_variables")
             slots[slot_name].assign(reader.get_tensor(key))
-        restored += name in info["slots"]
+        restored += bool(keys)
     optimizer.iterations.assign(info["iterations"])
     return restored
