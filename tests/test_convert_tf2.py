@@ -19,10 +19,10 @@ import pytest
 import tensorflow as tf
 
 import tf1tune
+from tests import model_factory
 from tf1tune.cli import main
 from tf1tune.export.tf1_layer import TF1Layer, restore_optimizer
 from tf1tune.export.tf2 import export_tf2
-from tests import model_factory
 
 STEPS = 3
 

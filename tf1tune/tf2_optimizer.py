@@ -159,9 +159,9 @@ def convert_to_tf2(
     extra_state = {"global_step", "beta1_power", "beta2_power"}
     unmapped = []
     for name in sorted(state):
-        kind = _slot_kind(name, set(weights))
-        if kind:
-            slots.setdefault(kind[1], {})[kind[0]] = name
+        found = _slot_kind(name, set(weights))
+        if found:
+            slots.setdefault(found[1], {})[found[0]] = name
         elif name not in extra_state:
             unmapped.append(name)
     if unmapped:
@@ -240,7 +240,7 @@ def _adam_iterations(values: Mapping[str, np.ndarray], config: Mapping[str, Any]
     if "beta1_power" not in values:
         raise SurgeryError("Adam slots without beta1_power: the step count is unknown; the checkpoint is incomplete")
     steps = math.log(float(values["beta1_power"])) / math.log(config["beta_1"]) - 1
-    t = int(round(steps))
+    t = round(steps)
     if abs(steps - t) > 1e-3 * max(1, t):
         raise SurgeryError(f"beta1_power {float(values['beta1_power']):g} is not a power of beta_1 "
                            f"{config['beta_1']:g}; give the run's beta_1 with --beta-1")

@@ -12,9 +12,9 @@ The mechanism keeps the TF1 graph's own computation, op for op, instead of rebui
    value the TF1 session holds (the checkpoint's, restored by tf1tune). `prune` then gives one function for
    inference (the boolean `is_training`-style switches fed False) and one for training (fed True, running the
    batch-norm updates).
-4. A `tf.Module` holding the variables (`tf1_variables`, by TF1 name) and both functions is saved with
-   `tf.saved_model.save`: `__call__(inputs, training=False)`, `infer(inputs)`, `train(inputs)` and the
-   `serving_default` signature. `tf1_layer.py` (a Keras 3 layer, no tf1tune needed) is copied beside it.
+4. A `tf.Module` (`tf2_module.TF1Module`) holding the variables (`tf1_variables`, by TF1 name) and both
+   functions is saved with `tf.saved_model.save`: `__call__(inputs, training=False)`, `infer(inputs)`,
+   `train(inputs)` and the `serving_default` signature. `tf1_layer.py` (a Keras 3 layer, no tf1tune needed) is copied beside it.
 
 Rebuilding slim nets under `track_tf1_style_variables` would also give TF2 variables, but only for nets with a
 Python definition, through tf-keras rather than Keras 3, and with the layers' code re-run instead of the graph the
@@ -26,9 +26,7 @@ modes, and every variable is compared bit for bit.
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -36,92 +34,17 @@ import tensorflow as tf
 from tensorflow.core.framework import graph_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 
-from tf1tune._fs import require_folder, staged_dir
+from tf1tune._fs import require_folder
 from tf1tune.errors import ExportError, SelectionError, first_line
 from tf1tune.export import resource_graph
 from tf1tune.export._io import node_name, tensor_name
 from tf1tune.export.saved_model import signature_keys
-from tf1tune.export.verify import Verification, compare, random_feeds, source_batch
+from tf1tune.export.tf2_module import TF1Module, TF2Export, save_checked, with_switches
+from tf1tune.export.verify import random_feeds, source_batch
 from tf1tune.handle import ModelHandle
 from tf1tune.selection import scope_matches
 
-LAYER_FILE = "tf1_layer.py"
 _PLACEHOLDERS = frozenset({"Placeholder", "PlaceholderV2", "PlaceholderWithDefault"})
-
-
-@dataclass
-class TF2Export:
-    """What `export_tf2` wrote and how well it matches the TF1 session.
-
-    Attributes:
-        path: The SavedModel directory.
-        inputs: TF1 input tensor names (signature keys from `signature_keys`).
-        outputs: TF1 output tensor names.
-        switches: Boolean placeholders that the `training` argument sets (`is_training:0`).
-        trainable: Names of the variables exported as trainable.
-        frozen: Names of the variables exported as not trainable (frozen layers, batch-norm statistics).
-        inference: The inference endpoint against the TF1 session.
-        training: The training endpoint against the TF1 session in training mode (None: no switch, or random).
-        notes: What could not be done as usual.
-    """
-
-    path: str
-    inputs: list[str]
-    outputs: list[str]
-    switches: list[str]
-    trainable: list[str]
-    frozen: list[str]
-    inference: Verification
-    training: Verification | None = None
-    notes: list[str] = field(default_factory=list)
-
-    def lines(self) -> list[str]:
-        """A few lines for a terminal."""
-        lines = ["inference (training=False) vs TF1 session " + self.inference.line()]
-        if self.training is not None:
-            lines.append("training (training=True) vs TF1 session " + self.training.line())
-        lines += [f"note: {n}" for n in self.notes]
-        keys_in, keys_out = signature_keys(self.inputs), signature_keys(self.outputs)
-        switch = f"; training sets {', '.join(self.switches)}" if self.switches else "; no training switch"
-        lines.append(f"wrote {self.path} ({len(self.trainable)} trainable, {len(self.frozen)} frozen variables; "
-                     f"inputs {', '.join(keys_in.values())}; outputs {', '.join(keys_out.values())}{switch}; "
-                     f"Keras 3 layer: {os.path.join(self.path, LAYER_FILE)})")
-        return lines
-
-
-class _TF1Module(tf.Module):
-    """The saved object: the TF1 variables by name and the two pruned functions of the TF1 graph."""
-
-    def __init__(self, variables: Mapping[str, tf.Variable], infer: Any, train: Any, in_keys: list[str],
-                 out_keys: list[str], specs: list[tf.TensorSpec]) -> None:
-        super().__init__(name="tf1_model")
-        self.tf1_variables = dict(variables)
-        self._infer_fn, self._train_fn = infer, train
-        self._in_keys, self._out_keys = in_keys, out_keys
-        arg = specs[0] if len(specs) == 1 else dict(zip(in_keys, specs))
-        self.infer = tf.function(lambda inputs: self._run(inputs, False), input_signature=[arg])
-        if train is not None:
-            self.train = tf.function(lambda inputs: self._run(inputs, True), input_signature=[arg])
-        self.serve = tf.function(lambda inputs: self._named(self._run(inputs, False)), input_signature=[arg])
-        self.__call__ = tf.function(self._call)
-        self.__call__.get_concrete_function(arg, training=False)
-        if train is not None:
-            self.__call__.get_concrete_function(arg, training=True)
-
-    def _named(self, outputs: Any) -> dict[str, tf.Tensor]:
-        return outputs if isinstance(outputs, dict) else {self._out_keys[0]: outputs}
-
-    def _call(self, inputs: Any, training: bool = False) -> Any:
-        return self._run(inputs, bool(training) and self._train_fn is not None)
-
-    def _run(self, inputs: Any, training: bool) -> Any:
-        flat = [inputs] if not isinstance(inputs, dict) else [inputs[k] for k in self._in_keys]
-        fn = self._train_fn if training else self._infer_fn
-        results = fn(*flat)
-        outputs = results[0] if training else results
-        if len(self._out_keys) == 1:
-            return outputs[0]
-        return dict(zip(self._out_keys, outputs))
 
 
 def _dependencies(tensors: Sequence[tf.Tensor | tf.Operation], stop: set[str]) -> list[tf.Operation]:
@@ -334,18 +257,18 @@ def export_tf2(
         feeds_in = [graph.get_tensor_by_name(t.name) for t in in_tensors + switch_tensors]
         fetch = [graph.get_tensor_by_name(n) for n in out_names]
         try:
-            infer = _with_switches(wrapped.prune(feeds_in, fetch), len(switch_tensors), False)
+            infer = with_switches(wrapped.prune(feeds_in, fetch), len(switch_tensors), False)
             train = None
             if switch_tensors:
                 train_fn = wrapped.prune(feeds_in, [fetch, [graph.get_operation_by_name(u) for u in updates]])
-                train = _with_switches(train_fn, len(switch_tensors), True)
+                train = with_switches(train_fn, len(switch_tensors), True)
         except (ValueError, KeyError, tf.errors.OpError) as e:
             raise ExportError(f"TensorFlow 2 cannot prune the wrapped graph to the outputs: {first_line(e)}") from e
         in_keys, out_keys = list(signature_keys([t.name for t in in_tensors]).values()), list(
             signature_keys(out_names).values())
         specs = [tf.TensorSpec(t.shape, t.dtype, name=k) for t, k in zip(in_tensors, in_keys)]
-        module = _TF1Module({n: lifted[n] for n in names}, infer, train, in_keys, out_keys, specs)
-        result = _save_checked(module, target, [t.name for t in in_tensors], out_names,
+        module = TF1Module({n: lifted[n] for n in names}, infer, train, in_keys, out_keys, specs)
+        result = save_checked(module, target, [t.name for t in in_tensors], out_names,
                                [t.name for t in switch_tensors], values, data, expected, rtol, atol)
     result.trainable = sorted(trainable)
     result.frozen = sorted(set(names) - trainable)
@@ -354,18 +277,6 @@ def export_tf2(
         result.notes.append(f"{len(fresh)} variable(s) not in the checkpoint hold their initial values: "
                             + ", ".join(fresh[:5]) + (", ..." if len(fresh) > 5 else ""))
     return result
-
-
-def _with_switches(fn: Any, count: int, value: bool) -> Any:
-    """`fn(*inputs)` with `count` boolean switches appended as constants."""
-    if not count:
-        return fn
-
-    def call(*inputs: tf.Tensor) -> Any:
-        return fn(*inputs, *([tf.constant(value)] * count))
-
-    call.fn = fn  # type: ignore[attr-defined]  # keeps the pruned function (and its variables) reachable
-    return call
 
 
 def _trainable(handle: ModelHandle, names: Sequence[str], scopes: Sequence[str] | None) -> set[str]:
@@ -387,60 +298,6 @@ def _check_target(export_dir: str | os.PathLike[str]) -> str:
         raise ExportError(f"'{os.fspath(export_dir)}' already exists and is not an empty directory; "
                           "give a new directory with --out")
     return target
-
-
-def _save_checked(module: _TF1Module, target: str, in_names: list[str], out_names: list[str], switches: list[str],
-                  values: Mapping[str, np.ndarray], data: Mapping[str, np.ndarray], expected: list[Any],
-                  rtol: float, atol: float) -> TF2Export:
-    """Save into a temp directory, load it back, compare with the TF1 session, then move it into place."""
-    with staged_dir(target) as tmp_root:
-        staged = os.path.join(tmp_root, "saved_model")
-        try:
-            tf.saved_model.save(module, staged, signatures={"serving_default": module.serve.get_concrete_function()})
-        except (ValueError, TypeError, AssertionError, tf.errors.OpError) as e:
-            raise ExportError(f"TensorFlow could not save the TF2 SavedModel: {first_line(e)}") from e
-        shutil.copyfile(os.path.join(os.path.dirname(__file__), LAYER_FILE), os.path.join(staged, LAYER_FILE))
-        loaded = tf.saved_model.load(staged)
-        changed = [n for n, v in values.items() if not np.array_equal(loaded.tf1_variables[n].numpy(), v)]
-        if changed:
-            raise ExportError(f"the SavedModel's variables differ from the TF1 session's: {', '.join(changed[:5])}")
-        arg = data[in_names[0]] if len(in_names) == 1 else {k: data[n] for n, k in signature_keys(in_names).items()}
-        checks: list[Verification | None] = []
-        notes = []
-        for training, want in zip((False, True), expected):
-            if want is None:
-                checks.append(None)
-                continue
-            random = [n for n, w in zip(out_names, want) if w is None]
-            if random:
-                notes.append(f"training mode not compared for {', '.join(random)}: the TF1 graph gives other values "
-                             "on each run (dropout)")
-            got = module_outputs(loaded(arg, training=training), out_names)
-            pairs = [(n, w, g) for n, w, g in zip(out_names, want, got) if w is not None]
-            if not pairs:
-                checks.append(None)
-                continue
-            max_abs, max_rel, failures = compare([p[1] for p in pairs], [p[2] for p in pairs], [p[0] for p in pairs],
-                                                 rtol, atol)
-            if failures:
-                mode = "training" if training else "inference"
-                raise ExportError(f"the TF2 SavedModel does not reproduce the TF1 session in {mode} mode: "
-                                  + "; ".join(failures) + "; nothing was written")
-            checks.append(Verification(max_abs, max_rel, len(next(iter(data.values()))), rtol, atol))
-        if os.path.isdir(target):
-            os.rmdir(target)
-        os.replace(staged, target)
-    if checks[0] is None:
-        raise ExportError("internal: the inference endpoint was not checked")
-    return TF2Export(path=target, inputs=in_names, outputs=out_names, switches=switches, trainable=[], frozen=[],
-                     inference=checks[0], training=checks[1], notes=notes)
-
-
-def module_outputs(result: Any, out_names: Sequence[str]) -> list[np.ndarray]:
-    """The outputs of a call of the exported module (a dict by signature key when several) in `out_names` order."""
-    if len(out_names) == 1:
-        return [np.asarray(result)]
-    return [np.asarray(result[k]) for k in signature_keys(out_names).values()]
 
 
 def _random_inputs(handle: ModelHandle, in_tensors: list[tf.Tensor], seed: int) -> dict[str, np.ndarray]:

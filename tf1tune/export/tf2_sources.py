@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
 import tensorflow as tf
 
 from tf1tune.checkpoints import resolve_checkpoint
