@@ -264,3 +264,18 @@ def test_resume_inside_the_second_phase_keeps_each_phase_state(tmp_path):
     assert at_30[phase1_slot].tobytes() == at_40[phase1_slot].tobytes()  # phase 1's state kept, untouched in phase 2
     assert not np.array_equal(at_30[phase2_slot], at_40[phase2_slot])  # phase 2 continued from its own state
     assert not np.array_equal(at_30["DigitsCNN/Conv2d_3/weights"], at_40["DigitsCNN/Conv2d_3/weights"])
+
+
+def test_run_directory_exports_to_tf2_with_its_trained_scopes_trainable(two_phase_run, tmp_path, capsys):
+    out = str(tmp_path / "parity-tf2")
+    assert main(["export-tf2", "--run-dir", two_phase_run.run_dir, "--out", out]) == 0
+    printed = capsys.readouterr().out
+    assert "inference (training=False) vs TF1 session verified on 64 inputs" in printed
+    loaded = tf.saved_model.load(out)
+    variables = loaded.tf1_variables
+    trained_by_phases = {n for n in variables if n.startswith(("DigitsCNN/Logits/", "DigitsCNN/Conv2d_3/"))
+                         and "moving_" not in n}
+    assert "DigitsCNN/Conv2d_3/weights" in trained_by_phases and "DigitsCNN/Logits/Conv2d_1x1/weights" in trained_by_phases
+    assert {n for n, v in variables.items() if v.trainable} == trained_by_phases  # Conv2d_1/2, statistics: frozen
+    values = checkpoint_values(two_phase_run.checkpoint)
+    assert all(np.array_equal(v.numpy(), values[n]) for n, v in variables.items())
