@@ -212,3 +212,15 @@ def test_existing_out_and_unknown_scope_fail_before_writing(tmp_path: Path, caps
     assert code == 2 and "DigitsCNN/Conv2d_3" in err and not (tmp_path / "new").exists()
     code = main(["export-tf2", DIGITS, "--outputs", "DigitsCNN/global_pool", "--optimize", "--out", str(tmp_path / "n")])
     assert code == 2 and "--optimize" in capsys.readouterr().err
+
+
+def test_real_tf18_graph_exports_exactly(legacy_dir: str, tmp_path: Path) -> None:
+    """MTCNN's PNet as TF 1.8 saved it (reference variables, a training graph with its optimizer): the export holds
+    its 11 weights as TF2 variables and reproduces the TF1 session exactly."""
+    handle = tf1tune.load(os.path.join(legacy_dir, "mtcnn-pnet-tf1.8", "PNet-18.meta"))
+    assert {op.type for op in handle.graph.get_operations()} >= {"VariableV2"}
+    report = export_tf2(handle, ["conv4_1/Reshape_1"], str(tmp_path / "pnet"), inputs=["input_image"])
+    assert report.inference.max_abs == 0.0 and len(report.trainable) == 11
+    loaded = tf.saved_model.load(str(tmp_path / "pnet"))
+    reader = tf.train.load_checkpoint(handle.checkpoint)
+    assert all(np.array_equal(v.numpy(), reader.get_tensor(n)) for n, v in loaded.tf1_variables.items())

@@ -51,6 +51,7 @@ if TYPE_CHECKING:  # the one export list: type checkers read these imports, `__g
     from tf1tune.export.optimize import optimize
     from tf1tune.export.pipeline import export_model
     from tf1tune.export.saved_model import export_saved_model
+    from tf1tune.export.tf2 import export_tf2
     from tf1tune.export.verify import verify
     from tf1tune.handle import ModelHandle
     from tf1tune.inspection import inspect_source
@@ -61,6 +62,7 @@ if TYPE_CHECKING:  # the one export list: type checkers read these imports, `__g
     from tf1tune.restore import RestorePlan, plan_restore, restore
     from tf1tune.selection import select
     from tf1tune.surgery import convert_checkpoint, merge_checkpoints, rename_checkpoint
+    from tf1tune.tf2_optimizer import convert_to_tf2
 
 
 def _exports() -> dict[str, str]:

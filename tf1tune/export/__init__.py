@@ -11,6 +11,7 @@
 | `export_tflite`       | `tflite`        | TFLite float32 / dynamic / float16 / full-integer int8, checked in LiteRT's interpreter |
 | `TfliteModel`         | `tflite_runtime`| a TFLite model run on float batches (quantization handled)          |
 | `serving_graph`       | `serving`       | JPEG-bytes input and a label-name output around a frozen graph      |
+| `export_tf2`          | `tf2`           | a TF2 SavedModel with trainable variables, for Keras 3 (`tf1_layer.py` beside it) |
 | `write_graph_def`     | `_io`           | atomic write (temp file in the same directory, then `os.replace`)  |
 | `export_model`        | `pipeline`      | all of it: load, check outputs, freeze, optimize, verify, write    |
 
