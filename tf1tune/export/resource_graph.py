@@ -27,20 +27,12 @@ from tensorflow.core.framework import graph_pb2, node_def_pb2
 from tensorflow.python.framework import op_def_registry
 
 from tf1tune.errors import ExportError
-from tf1tune.export._io import node_name, strip_colocation
+from tf1tune.export._io import strip_colocation
+from tf1tune.graphdef import VARIABLE_OPS, node_name, split_input
 
-REF_VARIABLES = frozenset({"VariableV2", "Variable"})
-VARIABLE_OPS = REF_VARIABLES | {"VarHandleOp"}
+REF_VARIABLES = VARIABLE_OPS - {"VarHandleOp"}
 _ASSIGNS = {"Assign": "AssignVariableOp", "AssignAdd": "AssignAddVariableOp", "AssignSub": "AssignSubVariableOp"}
 _READ_SUFFIX = "/_tf2_read"
-
-
-def _split(text: str) -> tuple[str, int, bool]:
-    """`(node, output index, is_control)` of a GraphDef input string."""
-    if text.startswith("^"):
-        return text[1:], -1, True
-    name, _, index = text.partition(":")
-    return name, int(index or 0), False
 
 
 def cut_graph(graph_def: graph_pb2.GraphDef, targets: Iterable[str]) -> graph_pb2.GraphDef:
@@ -58,7 +50,7 @@ def cut_graph(graph_def: graph_pb2.GraphDef, targets: Iterable[str]) -> graph_pb
         if name not in nodes:
             raise ExportError(f"the graph has no node '{name}'")
         keep.add(name)
-        todo.extend(_split(i)[0] for i in nodes[name].input)
+        todo.extend(split_input(i)[0] for i in nodes[name].input)
     result = graph_pb2.GraphDef()
     result.versions.CopyFrom(graph_def.versions)
     result.library.CopyFrom(graph_def.library)
@@ -134,10 +126,10 @@ def to_resource_variables(graph_def: graph_pb2.GraphDef) -> graph_pb2.GraphDef:
             node.attr["shared_name"].s = shared or node.name.encode()
             continue
         data = [(i, t) for i, t in enumerate(node.input) if not t.startswith("^")]
-        reads_var = [(i, t) for i, t in data if _split(t)[0] in refs]
+        reads_var = [(i, t) for i, t in data if split_input(t)[0] in refs]
         if not reads_var:
             continue
-        var_of = {i: _split(t)[0] for i, t in reads_var}
+        var_of = {i: split_input(t)[0] for i, t in reads_var}
         if node.op == "Identity" and len(data) == 1:
             node.op = "ReadVariableOp"
             dtype = node.attr["T"].type
@@ -175,7 +167,7 @@ def _reads_after_assigns(graph_def: graph_pb2.GraphDef, assigns: dict[str, int])
     added: dict[str, node_def_pb2.NodeDef] = {}
     for node in list(graph_def.node):
         for position, text in enumerate(node.input):
-            src, _, control = _split(text)
+            src, _, control = split_input(text)
             if control or src not in assigns:
                 continue
             read = src + _READ_SUFFIX

@@ -37,14 +37,12 @@ from tensorflow.core.protobuf import meta_graph_pb2
 from tf1tune._fs import require_folder
 from tf1tune.errors import ExportError, SelectionError, first_line
 from tf1tune.export import resource_graph
-from tf1tune.export._io import node_name, tensor_name
 from tf1tune.export.saved_model import signature_keys
 from tf1tune.export.tf2_module import TF1Module, TF2Export, save_checked, with_switches
 from tf1tune.export.verify import random_feeds, source_batch
+from tf1tune.graphdef import PLACEHOLDER_OPS, PLAIN_PLACEHOLDER_OPS, VARIABLE_OPS, node_name, tensor_name
 from tf1tune.handle import ModelHandle
 from tf1tune.selection import scope_matches
-
-_PLACEHOLDERS = frozenset({"Placeholder", "PlaceholderV2", "PlaceholderWithDefault"})
 
 
 def _dependencies(tensors: Sequence[tf.Tensor | tf.Operation], stop: set[str]) -> list[tf.Operation]:
@@ -66,12 +64,12 @@ def _pick_placeholders(handle: ModelHandle, out_tensors: list[tf.Tensor], inputs
     """The inputs (given, or every plain placeholder the outputs need) and the boolean switches."""
     given = [handle.tensor(n) for n in inputs] if inputs else None
     for t in given or []:
-        if t.op.type not in _PLACEHOLDERS:
+        if t.op.type not in PLACEHOLDER_OPS:
             raise ExportError(f"input '{t.name}' is a {t.op.type} op, not a placeholder; give a placeholder "
                               f"(candidates: {', '.join(x.name for x in handle.inputs) or 'none'})")
     stop = set_names | {t.op.name for t in given or []}
     needed = _dependencies(out_tensors, stop)
-    plain = [op.outputs[0] for op in needed if op.type in ("Placeholder", "PlaceholderV2") and op.name not in stop]
+    plain = [op.outputs[0] for op in needed if op.type in PLAIN_PLACEHOLDER_OPS and op.name not in stop]
     switches = [op.outputs[0] for op in needed if op.type == "PlaceholderWithDefault" and op.name not in stop
                 and op.outputs[0].dtype == tf.bool]
     if given is None:
@@ -108,8 +106,8 @@ def _update_ops(handle: ModelHandle, model_vars: set[str], stop: set[str]) -> li
     for item in handle.graph.get_collection(tf.compat.v1.GraphKeys.UPDATE_OPS):
         op = item if isinstance(item, tf.Operation) else item.op
         deps = _dependencies([op], stop)
-        variables = {d.name for d in deps if d.type in resource_graph.VARIABLE_OPS}
-        unfed = [d for d in deps if d.type in ("Placeholder", "PlaceholderV2") and d.name not in stop]
+        variables = {d.name for d in deps if d.type in VARIABLE_OPS}
+        unfed = [d for d in deps if d.type in PLAIN_PLACEHOLDER_OPS and d.name not in stop]
         if variables and variables <= model_vars and not unfed:
             kept.append(op.name)
     return kept

@@ -62,7 +62,7 @@ def load_slim_switchable(
             net_input = get_preprocessing(config.preprocessing)(images)
             try:
                 output, end_points = build_net(name, net_input, num_classes=classes,  # type: ignore[arg-type]
-                                               is_training=is_training)  # type: ignore[arg-type]
+                                               is_training=is_training)
             except TypeError as e:  # `if is_training:` in the definition
                 note = f"net '{name}' branches on is_training in Python ({e}); exported in inference mode only"
                 continue
