@@ -1,19 +1,27 @@
 """The one compatibility layer between tf-slim 1.1 and TensorFlow 2.16+ (2.21 included).
 
-Why it exists: since TF 2.16 Keras 3 is the default `keras`, and TensorFlow's own
-`tensorflow.python.layers.normalization` (which `slim.batch_norm` uses) lazily imports
-`tf_keras.legacy_tf_layers.normalization`. The `tf-keras` releases 2.16 to 2.21 ship those modules as
-`tf_keras.src.legacy_tf_layers` only, so every tf-slim net with batch norm fails with
-`No module named 'tf_keras.legacy_tf_layers'`.
+tf-slim 1.1.0 (2020, the last release) reaches into TensorFlow's internal modules, and TensorFlow has since moved
+names out of them. `import tf1tune` makes old slim code run unchanged, with three fixes, each in its own part below:
 
-What it does, on `import tf1tune`: it puts an import hook at the front of `sys.meta_path` that answers
-only for `tf_keras.legacy_tf_layers` and its submodules, and only when the installed tf-keras does not
-ship that package itself; it then hands out the very module objects of `tf_keras.src.legacy_tf_layers`
-(one copy of each class, so isinstance checks inside Keras keep working). Nothing is imported by the
-hook until TensorFlow asks for those names.
+1. **tf-slim's view of TensorFlow** (`MOVED`): tf-slim modules that did
+   `from tensorflow.python.ops import control_flow_ops` get, in their own globals, a view of that module (a
+   `SlimView`) that is the module itself plus the names TensorFlow moved elsewhere (`control_flow_ops.case` now
+   lives in `control_flow_case`). TensorFlow's own modules are not touched: no attribute is added to or replaced in
+   them, and code outside tf-slim sees TensorFlow exactly as it is.
+2. **NumPy 1.23+ inside tf-slim**: `assign_from_checkpoint` of a partitioned variable indexes the checkpoint value
+   with a list of slices, which NumPy 1.23 turned from a deprecation warning into an `IndexError`
+   (numpy/numpy#21029). tf-slim's `tf_slim.ops.variables` sees a `tf.train.NewCheckpointReader` whose values take
+   such a list as the tuple it always meant.
+3. **Keras 3 (TF 2.16)**: TensorFlow's `tensorflow.python.layers.normalization` (behind `slim.batch_norm`) imports
+   `tf_keras.legacy_tf_layers`, which tf-keras 2.16-2.21 ships as `tf_keras.src.legacy_tf_layers` only. An import
+   hook answers for exactly those module names, with the very module objects of the private package, and only
+   when tf-keras does not ship the public one itself. This adds a module name tf-keras lacks; it replaces nothing.
 
-It does not disable eager execution, switch to reference variables, set environment variables or
-reset any default graph: tf1tune builds every graph inside its own `tf.Graph()`.
+How: `install()` puts two import hooks at the front of `sys.meta_path` and fixes the tf-slim modules already
+imported. The tf-slim hook lets the normal finders load each `tf_slim.*` module, then swaps the module's globals for
+views. Nothing is imported until tf-slim or TensorFlow asks, so `import tf1tune` still does not import TensorFlow.
+It does not disable eager execution, switch to reference variables, set environment variables or reset any default
+graph: tf1tune builds every graph inside its own `tf.Graph()`.
 """
 
 from __future__ import annotations
@@ -25,6 +33,203 @@ import importlib.util
 import os
 import sys
 from types import ModuleType
+from typing import Any, Callable, NamedTuple
+
+
+class Moved(NamedTuple):
+    """A name tf-slim uses on `module` that TensorFlow removed in `removed_in`; it now lives at `home`.`name`."""
+
+    home: str
+    name: str
+    removed_in: str
+
+
+# TensorFlow-internal module -> {name tf-slim 1.1 uses there: where TensorFlow keeps it now}. Each `removed_in` is
+# the first TensorFlow release whose module lacks the name (checked in the 2.12.1-2.16.1 wheels). The names marked
+# "tests" appear only in tf-slim's own test files.
+MOVED: dict[str, dict[str, Moved]] = {
+    "tensorflow.python.framework.ops": {
+        "Tensor": Moved("tensorflow.python.framework.tensor", "Tensor", "2.15"),
+        "IndexedSlices": Moved("tensorflow.python.framework.indexed_slices", "IndexedSlices", "2.13"),
+    },
+    "tensorflow.python.ops.array_ops": {
+        "stack": Moved("tensorflow.python.ops.array_ops_stack", "stack", "2.13"),
+        "unstack": Moved("tensorflow.python.ops.array_ops_stack", "unstack", "2.13"),
+    },
+    "tensorflow.python.ops.control_flow_ops": {
+        "cond": Moved("tensorflow.python.ops.cond", "cond", "2.14"),
+        "case": Moved("tensorflow.python.ops.control_flow_case", "case", "2.14"),
+        "Assert": Moved("tensorflow.python.ops.control_flow_assert", "Assert", "2.14"),
+        "while_loop": Moved("tensorflow.python.ops.while_loop", "while_loop", "2.14"),
+    },
+    "tensorflow.python.ops.variable_scope": {
+        # TF 2.12-2.13 had `variable = VariableV1` here; tf-slim's local_variable/global_variable call it.
+        "variable": Moved("tensorflow.python.ops.variable_v1", "VariableV1", "2.14"),
+        "enable_resource_variables": Moved("tensorflow.python.ops.resource_variables_toggle",  # tests
+                                           "enable_resource_variables", "2.16"),
+        "disable_resource_variables": Moved("tensorflow.python.ops.resource_variables_toggle",  # tests
+                                            "disable_resource_variables", "2.16"),
+        "resource_variables_enabled": Moved("tensorflow.python.ops.resource_variables_toggle",  # tests
+                                            "resource_variables_enabled", "2.16"),
+    },
+    "tensorflow.python.ops.variables": {
+        "VariableV1": Moved("tensorflow.python.ops.variable_v1", "VariableV1", "2.13"),  # tests
+    },
+}
+
+_SLIM = "tf_slim"
+_VIEWS_OWN = ("_tf1tune_module", "_tf1tune_names")
+
+
+class SlimView(ModuleType):
+    """What a tf-slim module sees as one TensorFlow module: `module` itself, with `names` laid over it.
+
+    Reading an attribute gives `names[attr]` if there is one, else the module's own attribute; setting or deleting an
+    attribute (as `mock.patch.object` does) acts on the module itself, so patches behave as they did before.
+    """
+
+    def __init__(self, module: ModuleType, names: dict[str, Any]) -> None:
+        super().__init__(module.__name__, module.__doc__)
+        for own in ("__package__", "__loader__", "__spec__"):
+            del self.__dict__[own]  # read them from the module itself
+        self.__dict__.update(_tf1tune_module=module, _tf1tune_names=names)
+
+    def __getattribute__(self, name: str) -> Any:
+        if name in _VIEWS_OWN or name == "__dict__" or name == "__class__":
+            return object.__getattribute__(self, name)
+        names = object.__getattribute__(self, "_tf1tune_names")
+        if name in names:
+            return names[name]
+        return getattr(object.__getattribute__(self, "_tf1tune_module"), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._tf1tune_module, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        delattr(self._tf1tune_module, name)
+
+    def __dir__(self) -> list[str]:
+        return sorted(set(dir(self._tf1tune_module)) | set(self._tf1tune_names))
+
+    def __repr__(self) -> str:
+        return f"<tf-slim's view of {self._tf1tune_module!r} with {sorted(self._tf1tune_names)}>"
+
+
+def _moved_names(module: ModuleType) -> dict[str, Any]:
+    """The names of MOVED[module] that this TensorFlow's module lacks, looked up where TensorFlow keeps them now."""
+    found = {}
+    for name, moved in MOVED.get(module.__name__, {}).items():
+        if name in vars(module):
+            continue  # this TensorFlow still has it: never replaced
+        try:
+            found[name] = getattr(importlib.import_module(moved.home), moved.name)
+        except (ImportError, AttributeError):
+            continue  # moved again; tests/test_compat_scan.py names it
+    return found
+
+
+# --- NumPy 1.23+: partitioned assign_from_checkpoint -------------------------------------------------------------
+
+def _numpy_refuses_slice_lists() -> bool:
+    import numpy as np
+    return np.lib.NumpyVersion(np.__version__) >= "1.23.0"
+
+
+def _slice_list_array() -> type:
+    import numpy as np
+
+    class _SliceListArray(np.ndarray):
+        """An array that reads `value[[slice, slice]]` as `value[(slice, slice)]`, as NumPy < 1.23 did."""
+
+        def __getitem__(self, key: Any) -> Any:
+            if isinstance(key, list) and key and all(isinstance(k, slice) for k in key):
+                key = tuple(key)
+            return np.asarray(self)[key]
+
+    return _SliceListArray
+
+
+class _CheckpointReader:
+    """`tf.train.NewCheckpointReader(path)` whose `get_tensor` values take a list of slices as NumPy < 1.23 did."""
+
+    _array_type: type | None = None
+
+    def __init__(self, reader: Any) -> None:
+        self._reader = reader
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reader, name)
+
+    def get_tensor(self, name: str) -> Any:
+        import numpy as np
+        if _CheckpointReader._array_type is None:
+            _CheckpointReader._array_type = _slice_list_array()
+        return np.asarray(self._reader.get_tensor(name)).view(_CheckpointReader._array_type)
+
+
+def _tf_with_old_numpy_reader(tf: ModuleType) -> SlimView:
+    train = tf.train
+    reader = train.NewCheckpointReader
+    train_view = SlimView(train, {"NewCheckpointReader": lambda path: _CheckpointReader(reader(path))})
+    return SlimView(tf, {"train": train_view})
+
+
+# tf-slim module -> {global name: function giving its view} for the fixes that are not moved names.
+_REPLACED: dict[str, dict[str, Callable[[ModuleType], SlimView]]] = {
+    "tf_slim.ops.variables": {"tf": _tf_with_old_numpy_reader},
+}
+
+
+def fix_slim_module(module: ModuleType) -> None:
+    """Give one tf-slim module its view of TensorFlow: each global that is a TensorFlow module lacking names that
+    tf-slim uses there becomes a `SlimView`. Idempotent; modules that need nothing are left as they are."""
+    namespace = vars(module)
+    for global_name, value in list(namespace.items()):
+        if isinstance(value, ModuleType) and not isinstance(value, SlimView) and value.__name__ in MOVED:
+            names = _moved_names(value)
+            if names:
+                namespace[global_name] = SlimView(value, names)
+    for global_name, make_view in _REPLACED.get(module.__name__, {}).items():
+        value = namespace.get(global_name)
+        if isinstance(value, ModuleType) and not isinstance(value, SlimView) and _numpy_refuses_slice_lists():
+            namespace[global_name] = make_view(value)
+
+
+class _FixAfterLoading(importlib.abc.Loader):
+    """Wraps the loader the normal finders chose for a tf-slim module; fixes the module once it has run."""
+
+    def __init__(self, loader: importlib.abc.Loader) -> None:
+        self._loader = loader
+
+    def __getattr__(self, name: str) -> Any:  # get_source, get_resource_reader, ... of the real loader
+        return getattr(self._loader, name)
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        self._loader.exec_module(module)
+        fix_slim_module(module)
+
+
+class _SlimModules(importlib.abc.MetaPathFinder):
+    """Finds `tf_slim` and its submodules with the finders after it, and wraps their loaders."""
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        if fullname != _SLIM and not fullname.startswith(_SLIM + "."):
+            return None
+        finders = sys.meta_path[sys.meta_path.index(self) + 1:] if self in sys.meta_path else []
+        for finder in finders:
+            find = getattr(finder, "find_spec", None)
+            spec = find(fullname, path, target) if find else None
+            if spec is not None:
+                if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+                    spec.loader = _FixAfterLoading(spec.loader)
+                return spec
+        return None
+
+
+# --- Keras 3 (TF 2.16): tf_keras.legacy_tf_layers ---------------------------------------------------------------
 
 _PUBLIC = "tf_keras.legacy_tf_layers"
 _PRIVATE = "tf_keras.src.legacy_tf_layers"
@@ -67,6 +272,10 @@ class _LegacyLayersAlias(importlib.abc.MetaPathFinder):
 
 
 def install() -> None:
-    """Apply the shim. Idempotent; called by `tf1tune/__init__.py`."""
-    if not any(isinstance(f, _LegacyLayersAlias) for f in sys.meta_path):
-        sys.meta_path.insert(0, _LegacyLayersAlias())
+    """Apply every fix. Idempotent; called by `tf1tune/__init__.py`. Imports neither TensorFlow nor tf-slim."""
+    for hook in (_LegacyLayersAlias, _SlimModules):
+        if not any(isinstance(f, hook) for f in sys.meta_path):
+            sys.meta_path.insert(0, hook())
+    for name, module in list(sys.modules.items()):  # tf-slim imported before tf1tune
+        if module is not None and (name == _SLIM or name.startswith(_SLIM + ".")):
+            fix_slim_module(module)
