@@ -42,11 +42,11 @@ def test_shim_hands_out_the_one_module_copy():
     assert proc.stdout.strip().endswith("True True"), proc.stderr[-2000:]
 
 
-def test_import_tf1tune_does_not_import_tensorflow_or_touch_the_environment():
+def test_import_tf1tune_does_not_import_tensorflow_or_tf_slim_or_touch_the_environment():
     proc = _run("""
         import os, sys
         before = dict(os.environ)
         import tf1tune
-        print("tensorflow" in sys.modules, dict(os.environ) == before)
+        print("tensorflow" in sys.modules, "tf_slim" in sys.modules, dict(os.environ) == before)
     """)
-    assert proc.stdout.strip() == "False True"
+    assert proc.stdout.strip() == "False False True"

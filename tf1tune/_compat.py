@@ -174,9 +174,53 @@ def _tf_with_old_numpy_reader(tf: ModuleType) -> SlimView:
     return SlimView(tf, {"train": train_view})
 
 
-# tf-slim module -> {global name: function giving its view} for the fixes that are not moved names.
-_REPLACED: dict[str, dict[str, Callable[[ModuleType], SlimView]]] = {
-    "tf_slim.ops.variables": {"tf": _tf_with_old_numpy_reader},
+# --- TF 2.0, eager by default: the Supervisor threads of slim.learning.train ---------------------------------------
+
+def _eager_by_default() -> bool:
+    from tensorflow.python import tf2
+    return tf2.enabled()
+
+
+def _supervisor_with_graph_mode_threads(supervisor_module: ModuleType) -> SlimView:
+    """`slim.learning.train` inside `with tf.Graph().as_default():` starts Supervisor threads (summaries, step
+    counter, checkpoints, queue runners); a new thread does not inherit the default graph, runs eagerly under TF 2
+    and fails on the graph's global step. This Supervisor runs each thread it registers inside its own graph."""
+    from tensorflow.python.training import coordinator
+
+    class _GraphModeCoordinator(coordinator.Coordinator):
+        def __init__(self, graph: Any) -> None:
+            super().__init__()
+            self._tf1tune_graph = graph
+
+        def register_thread(self, thread: Any) -> None:
+            run, graph = thread.run, self._tf1tune_graph
+
+            def run_in_graph() -> None:
+                with graph.as_default():
+                    run()
+
+            thread.run = run_in_graph
+            super().register_thread(thread)
+
+    class Supervisor(supervisor_module.Supervisor):  # type: ignore[name-defined]
+        __doc__ = supervisor_module.Supervisor.__doc__
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._coord = _GraphModeCoordinator(self._graph)
+
+    return SlimView(supervisor_module, {"Supervisor": Supervisor})
+
+
+class _Replaced(NamedTuple):
+    needed: Callable[[], bool]
+    view: Callable[[ModuleType], SlimView]
+
+
+# tf-slim module -> {global name: the view it gets instead, when needed} for the fixes that are not moved names.
+_REPLACED: dict[str, dict[str, _Replaced]] = {
+    "tf_slim.ops.variables": {"tf": _Replaced(_numpy_refuses_slice_lists, _tf_with_old_numpy_reader)},
+    "tf_slim.learning": {"supervisor": _Replaced(_eager_by_default, _supervisor_with_graph_mode_threads)},
 }
 
 
@@ -189,10 +233,10 @@ def fix_slim_module(module: ModuleType) -> None:
             names = _moved_names(value)
             if names:
                 namespace[global_name] = SlimView(value, names)
-    for global_name, make_view in _REPLACED.get(module.__name__, {}).items():
+    for global_name, replaced in _REPLACED.get(module.__name__, {}).items():
         value = namespace.get(global_name)
-        if isinstance(value, ModuleType) and not isinstance(value, SlimView) and _numpy_refuses_slice_lists():
-            namespace[global_name] = make_view(value)
+        if isinstance(value, ModuleType) and not isinstance(value, SlimView) and replaced.needed():
+            namespace[global_name] = replaced.view(value)
 
 
 class _FixAfterLoading(importlib.abc.Loader):
