@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import ast
 import importlib
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Callable, Iterator, NamedTuple
+from typing import NamedTuple
+
+import tf_slim
 
 import tf1tune  # noqa: F401  (applies the compatibility layer)
 from tf1tune import _compat
-
-import tf_slim
 
 SLIM_ROOT = Path(tf_slim.__file__).parent
 
@@ -86,7 +87,7 @@ def missing(lookup: Callable[[ModuleType, str], object]) -> list[str]:
                     break  # an instance (FLAGS, a logger): its attributes are not the module's business
                 try:
                     obj = getattr(obj, attr)
-                except Exception:
+                except (AttributeError, ImportError):  # a lazy TF module that cannot load counts too
                     owner = ".".join((use.global_name,) + use.chain[:depth])
                     real = getattr(lookup(module, use.global_name), "__name__", use.global_name)
                     problems.append(f"{use.file}:{use.line}: {owner}.{attr} ({real} has no {attr!r})")

@@ -4,15 +4,14 @@ end, and `assign_from_checkpoint` of a partitioned variable, each checking value
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
-
-import tf1tune  # noqa: F401  (applies the compatibility layer)
-
 import tensorflow.compat.v1 as tf
 import tf_slim as slim
 
+import tf1tune  # noqa: F401  (applies the compatibility layer)
 from tests import slim_calls
 
 
@@ -121,9 +120,9 @@ def test_numpy_refuses_the_list_of_slices_that_tf_slim_uses():
 
 
 def test_the_fix_is_only_in_tf_slims_view():
+    import tf_slim.data.tfexample_decoder as decoder_module
     from tensorflow.python.framework import ops
     from tensorflow.python.ops import control_flow_ops
-    import tf_slim.data.tfexample_decoder as decoder_module
     from tf_slim.ops import variables as variables_module
     assert not hasattr(control_flow_ops, "case") and not hasattr(ops, "Tensor")
     assert decoder_module.control_flow_ops.case is tf.case
@@ -134,11 +133,11 @@ def test_the_fix_is_only_in_tf_slims_view():
 
 def test_patching_through_the_view_patches_tensorflow(monkeypatch):
     """`mock.patch.object(tf_slim_module.ops, ...)` in old tests acts on TensorFlow's module, as before."""
-    from tensorflow.python.ops import control_flow_ops
     import tf_slim.data.tfexample_decoder as decoder_module
+    from tensorflow.python.ops import control_flow_ops
     marker = object()
     monkeypatch.setattr(decoder_module.control_flow_ops, "tf1tune_marker", marker, raising=False)
-    assert getattr(control_flow_ops, "tf1tune_marker") is marker
+    assert control_flow_ops.tf1tune_marker is marker
 
 
 README_SECTION = "### TensorFlow 2.16+ and tf-slim"
@@ -148,14 +147,14 @@ def test_readme_slim_example_runs(tmp_path):
     import re
     import subprocess
     import sys
-    readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md")).read()
+    readme = Path(__file__).parent.parent.joinpath("README.md").read_text()
     section = readme[readme.index(README_SECTION):]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    code = re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
     assert "import tf1tune" in code and "slim.learning.train" in code
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path,
-                          env=env)
+    proc = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     first, last = (float(v) for v in re.findall(r"loss ([0-9.]+)", proc.stdout))
     assert last < 0.5 * first
