@@ -21,7 +21,7 @@ def _moved_names(module: ModuleType) -> dict[str, Any]:
     """The names of MOVED[module] that this TensorFlow's module lacks, looked up where TensorFlow keeps them now."""
     found = {}
     for name, moved in MOVED.get(module.__name__, {}).items():
-        if name in vars(module):
+        if hasattr(module, name):
             continue  # this TensorFlow still has it: never replaced
         try:
             found[name] = getattr(importlib.import_module(moved.home), moved.name)
