@@ -112,6 +112,19 @@ def test_assign_from_checkpoint_of_a_partitioned_variable(tmp_path):
     np.testing.assert_array_equal(np.concatenate(restored), full)
 
 
+def test_tfexample_decoder_inside_a_tf_data_map():
+    """The object-detection style pipeline: `TFExampleDecoder.decode` traced by `tf.data` (autograph), eager TF 2."""
+    import tensorflow as tf2
+    image = np.random.RandomState(6).randint(0, 256, (4, 4, 3)).astype(np.uint8)
+    decoder = slim_calls.image_decoder()
+    examples = tf2.data.Dataset.from_tensor_slices([slim_calls.png_example(image, 3)] * 2)
+    decoded = list(examples.map(lambda s: tuple(decoder.decode(s, ["image", "label"]))))
+    assert len(decoded) == 2
+    for out, label in decoded:
+        np.testing.assert_array_equal(out.numpy(), image)
+        assert label.numpy() == 3
+
+
 def test_numpy_refuses_the_list_of_slices_that_tf_slim_uses():
     """Why the partitioned-checkpoint fix exists: NumPy 1.23 made `value[[slice, slice]]` an IndexError."""
     value = np.arange(12).reshape(6, 2)
