@@ -40,7 +40,7 @@ import numpy as np
 import tensorflow as tf
 
 import tf1tune  # noqa: F401  (installs the tf-slim shim before any net is built)
-from tf1tune.datasets import load_digits_split
+from tf1tune.data import load_digits_split
 from tf1tune.errors import Tf1tuneError
 from tf1tune.nets import build_net, get_net
 from tf1tune.nets.preprocessing import get_preprocessing
@@ -184,7 +184,7 @@ mode, measured by loading these files back with `import_meta_graph` + `Saver.res
 
     {command}
 
-- Data: `tf1tune.datasets.load_digits_split(seed={m['data']['split_seed']}, val_fraction={m['data']['val_fraction']})`,
+- Data: `tf1tune.data.load_digits_split(seed={m['data']['split_seed']}, val_fraction={m['data']['val_fraction']})`,
   a stratified split ({m['data']['train_size']} training / {m['data']['val_size']} validation images); pixel
   values 0..16 scaled to 0..255 (`x * 255 / 16`) and fed as float32 NHWC [N, 8, 8, 1].
 - Training: {m['train_steps']} steps, batch {m['training']['batch_size']}, Momentum optimizer (momentum
@@ -328,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
             "predictions": PREDICTIONS,
             "checkpoint": Path(prefix).name,
             "preprocessing": "images float32 in [0, 255] (digits 0..16 scaled by 255/16); the graph divides by 255",
-            "data": {"dataset": "sklearn.datasets.load_digits", "split": "tf1tune.datasets.load_digits_split",
+            "data": {"dataset": "sklearn.datasets.load_digits", "split": "tf1tune.data.load_digits_split",
                      "split_seed": args.seed, "val_fraction": args.val_fraction,
                      "train_size": int(len(y_train)), "val_size": int(len(y_val))},
             "training": {"batch_size": args.batch_size, "learning_rate": args.learning_rate,

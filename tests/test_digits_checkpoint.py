@@ -16,7 +16,7 @@ import pytest
 import tensorflow as tf
 
 import tf1tune
-from tf1tune.datasets import digits_to_images, load_digits_split
+from tf1tune.data import digits_to_images, load_digits_split
 from tf1tune.nets.preprocessing import get_preprocessing
 
 CKPT_DIR = Path(__file__).resolve().parents[1] / "checkpoints" / "digits_cnn"

@@ -59,9 +59,9 @@ def _predictions(sess: tf.compat.v1.Session, model: TaskModel, dataset: data_lib
 
 def _accuracy(sess: tf.compat.v1.Session, model: TaskModel, dataset: data_lib.Dataset, batch_size: int) -> float:
     correct = 0
-    for x, y in data_lib.eval_batches(dataset, batch_size):
-        logits = sess.run(model.eval_logits, {model.images: x})
-        correct += int(np.sum(np.argmax(logits, axis=1) == y))
+    for batch in data_lib.eval_batches(dataset, batch_size):
+        logits = sess.run(model.eval_logits, {model.images: batch.images})
+        correct += int(np.sum(np.argmax(logits, axis=1) == batch.labels))
     return correct / max(len(dataset), 1)
 
 

@@ -8,8 +8,12 @@ tf1tune's nets take float images in [0, 255] (the preprocessing runs in the grap
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 
+from tf1tune.data.split import split_indices
 from tf1tune.errors import Tf1tuneError
 
 DIGITS_MAX = 16.0  # sklearn's digits are counts of set pixels in 4x4 blocks: 0..16
@@ -49,17 +53,63 @@ def load_digits_split(
         `(x_train, y_train, x_val, y_val)`: images float32 [N, 8, 8, 1] in [0, 255], labels int64 [N].
 
     Raises:
-        Tf1tuneError: `val_fraction` is not strictly between 0 and 1.
+        DataError: `val_fraction` is not strictly between 0 and 1.
     """
-    if not 0.0 < val_fraction < 1.0:
-        raise Tf1tuneError(f"val_fraction must be strictly between 0 and 1, got {val_fraction}")
     from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
 
     digits = load_digits()
     images = digits_to_images(digits.data)
     labels = digits.target.astype(np.int64)
-    x_train, x_val, y_train, y_val = train_test_split(
-        images, labels, test_size=val_fraction, random_state=seed, stratify=labels
-    )
-    return x_train, y_train, x_val, y_val
+    train, val = split_indices(labels, val_fraction, seed, "digits")
+    return images[train], labels[train], images[val], labels[val]
+
+
+# Built-in tasks: one table. part = which rows of sklearn's digits; relabel maps digit -> label.
+
+
+@dataclass(frozen=True)
+class _Task:
+    part: str  # "all", "train" or "val": the split of `load_digits_split(seed=0, val_fraction=0.2)`
+    class_names: tuple[str, ...]
+    relabel: Callable[[np.ndarray], np.ndarray]
+
+
+_DIGIT_NAMES = tuple(str(d) for d in range(10))
+_PARITY_NAMES = ("even", "odd")
+
+
+def _same(y: np.ndarray) -> np.ndarray:
+    return y
+
+
+def _parity(y: np.ndarray) -> np.ndarray:
+    return y % 2
+
+
+TASKS: dict[str, _Task] = {
+    "digits": _Task("all", _DIGIT_NAMES, _same),
+    "digits:train": _Task("train", _DIGIT_NAMES, _same),
+    "digits:val": _Task("val", _DIGIT_NAMES, _same),
+    "digits-parity": _Task("all", _PARITY_NAMES, _parity),
+    "digits-parity:train": _Task("train", _PARITY_NAMES, _parity),
+    "digits-parity:val": _Task("val", _PARITY_NAMES, _parity),
+}
+
+
+def list_tasks() -> list[str]:
+    """The names of the built-in data sets `load_dataset` accepts instead of a path."""
+    return sorted(TASKS)
+
+
+def task_arrays(name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The built-in task `name`: `(images float32 [N, 8, 8, 1] in [0, 255], labels int64 [N], class names)`."""
+    task = TASKS[name]
+    if task.part == "all":
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        images, labels = digits_to_images(digits.data), digits.target.astype(np.int64)
+    else:
+        x_train, y_train, x_val, y_val = load_digits_split(seed=0, val_fraction=0.2)
+        images, labels = (x_train, y_train) if task.part == "train" else (x_val, y_val)
+    return images, np.asarray(task.relabel(labels), dtype=np.int64), list(task.class_names)
