@@ -8,9 +8,10 @@ batch needs (`tf1tune.data.streaming`) and an in-memory `Dataset` gathers rows (
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
+import tensorflow as tf
 
 from tf1tune.data.augment import Augment, augment_batch
 from tf1tune.data.source import Dataset, Source
@@ -57,6 +58,7 @@ class BatchStream:
         self.augment = augment if augment is not None and augment.active else None
         self.shuffle = bool(shuffle)
         self._orders: dict[int, np.ndarray] = {}
+        self._augment_fn: Callable[[np.ndarray, int], np.ndarray] | None = None
 
     @property
     def steps_per_epoch(self) -> int:
@@ -97,8 +99,20 @@ class BatchStream:
         index = self.indices(step)
         images = self.data.images[index]
         if self.augment is not None:
-            images = augment_batch(images, self.augment, self.seed, int(step)).numpy()
+            images = self._augmenter()(images, int(step))
         return images, self.data.labels[index]
+
+    def _augmenter(self) -> Callable[[np.ndarray, int], np.ndarray]:
+        """`augment_batch` in a private graph and session (works whatever graph the caller has as default)."""
+        if self._augment_fn is None:
+            graph = tf.Graph()
+            with graph.as_default():
+                images = tf.compat.v1.placeholder(tf.float32, [None, None, None, None])
+                step = tf.compat.v1.placeholder(tf.int64, [])
+                out = augment_batch(images, self.augment, self.seed, step)  # type: ignore[arg-type]
+            sess = tf.compat.v1.Session(graph=graph)
+            self._augment_fn = lambda x, s: sess.run(out, {images: x, step: s})
+        return self._augment_fn
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         step = 0

@@ -71,9 +71,9 @@ def _fit(image: tf.Tensor, size: tuple[int, int], channels: int) -> tf.Tensor:
         have = tf.shape(image)[-1]
         image = tf.cond(have >= 3, lambda: image[..., :3], lambda: image[..., :1])
         if channels == 3:
-            image = tf.cond(tf.shape(image)[-1] == 1, lambda: tf.tile(image, [1, 1, 3]), lambda: image)
+            image = tf.cond(tf.equal(tf.shape(image)[-1], 1), lambda: tf.tile(image, [1, 1, 3]), lambda: image)
         else:
-            image = tf.cond(tf.shape(image)[-1] == 3, lambda: tf.image.rgb_to_grayscale(image), lambda: image)
+            image = tf.cond(tf.equal(tf.shape(image)[-1], 3), lambda: tf.image.rgb_to_grayscale(image), lambda: image)
     else:
         image = image[..., :3] if known >= 3 else image[..., :1]
         if channels == 3 and image.shape[-1] == 1:
@@ -148,13 +148,17 @@ def _samples(source: Source, indices: tf.data.Dataset, size: tuple[int, int], ch
 def _find_bad(source: Source, indices: np.ndarray, size: tuple[int, int], channels: int,
               error: BaseException) -> list[tuple[str, str]]:
     """Decode `indices` one by one; `(where, why)` of each that fails (the batch's error when none does alone)."""
-    load = tf.function(image_loader(source, size, channels))
+    graph = tf.Graph()
+    with graph.as_default():
+        row = tf.compat.v1.placeholder(tf.int64, [])
+        image = image_loader(source, size, channels)(row)
     found = []
-    for index in dict.fromkeys(int(i) for i in indices):
-        try:
-            load(tf.constant(source.row(index), tf.int64))
-        except (tf.errors.OpError, ValueError) as e:
-            found.append((source.describe(index), tf_reason(e)))
+    with tf.compat.v1.Session(graph=graph) as sess:
+        for index in dict.fromkeys(int(i) for i in indices):
+            try:
+                sess.run(image, {row: source.row(index)})
+            except (tf.errors.OpError, ValueError) as e:
+                found.append((source.describe(index), tf_reason(e)))
     if not found:
         raise DataError(f"cannot read a batch of '{source.name}': {tf_reason(error)}") from error
     return found
@@ -187,14 +191,23 @@ def _batches(make: Callable[[int, np.ndarray], tf.data.Dataset], source: Source,
     stop (or skip it and rebuild the pipeline at the same batch)."""
     step = start
     while step < stop:
-        dataset = make(step, skipped.rows(source))
-        try:
-            for images, labels, valid in dataset.as_numpy_iterator():
+        graph = tf.Graph()  # its own graph and session: works whatever graph or mode the caller is in
+        with graph.as_default():
+            iterator = tf.compat.v1.data.make_initializable_iterator(make(step, skipped.rows(source)))
+            next_batch = iterator.get_next()
+        with tf.compat.v1.Session(graph=graph) as sess:
+            sess.run(iterator.initializer)
+            while step < stop:
+                try:
+                    images, labels, valid = sess.run(next_batch)
+                except tf.errors.OutOfRangeError:
+                    return
+                except tf.errors.OpError as e:
+                    _handle_bad(source, indices_of(step), size, channels, skipped, e)
+                    break
                 keep = valid if not valid.all() else slice(None)
                 yield Batch(step, images[keep], labels[keep], indices_of(step)[keep])
                 step += 1
-        except tf.errors.OpError as e:
-            _handle_bad(source, indices_of(step), size, channels, skipped, e)
 
 
 def train_batches(data: Source | Dataset, stream: BatchStream, size: tuple[int, int] | None = None,
