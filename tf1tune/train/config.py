@@ -27,9 +27,10 @@ from tf1tune.train.train_op import OPTIMIZERS
 __all__ = ["MAIN_JOB", "FinetuneConfig", "Phase", "check_runnable", "cli_flags", "make_config", "validate"]
 
 
-def _flag(default: Any, help: str, **argparse_options: Any) -> Any:
-    """A config field that is also a `tf1tune finetune` flag (`--name-with-dashes`); `list`: an empty list."""
-    metadata = {"help": help, "argparse": argparse_options}
+def _flag(default: Any, help: str, flag: str | None = None, **argparse_options: Any) -> Any:
+    """A config field that is also a `tf1tune finetune` flag (`--name-with-dashes`, or `flag`); `list`: an empty
+    list."""
+    metadata = {"help": help, "argparse": argparse_options, "flag": flag}
     if default is list:
         return field(default_factory=list, metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -89,6 +90,11 @@ class FinetuneConfig:
     keep_checkpoints: int = _flag(3, "checkpoints kept in the run directory")
     log_every: int = 10
     histograms: list[str] = field(default_factory=list)
+    feature_cache: bool = _flag(True, "run the whole graph on every step, also where cached features of the frozen "
+                                "base would be exact", flag="--no-feature-cache", action="store_false")
+    feature_cache_dir: str | None = _flag(None, "where head-only phases cache the frozen base's features "
+                                          "(default: RUN/feature_cache)")
+    skip_bad_images: bool = _flag(False, "leave undecodable images out (counted in metrics.json) instead of stopping")
 
     def resolved_phases(self) -> list[Phase]:
         """The phases to run: the `phases` list, or one phase made of `steps`, `learning_rate` and
@@ -145,10 +151,13 @@ def cli_flags() -> list[tuple[str, str, dict[str, Any]]]:
         shown = f.default if f.default is not dataclasses.MISSING else None
         help_text = f.metadata["help"] + (f" (default {shown})" if shown is not None and shown is not False else "")
         if _KINDS[f.name] is bool:
-            options["action"] = "store_true"
+            options.setdefault("action", "store_true")
         elif _KINDS[f.name] in (int, float):
             options.setdefault("type", _KINDS[f.name])
-        flags.append((f"--{f.name.replace('_', '-')}", f.name, {"default": None, "help": help_text, **options}))
+        if options.get("action") == "store_false":
+            help_text = f.metadata["help"]
+        flag = f.metadata.get("flag") or f"--{f.name.replace('_', '-')}"
+        flags.append((flag, f.name, {"default": None, "help": help_text, **options}))
     return flags
 
 

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -30,7 +31,9 @@ from tf1tune.checkpoints import saver_restore
 from tf1tune.errors import ConfigError, FinetuneWarning
 from tf1tune.restore import restore
 from tf1tune.selection import select
+from tf1tune.data.feeding import RunFeeder
 from tf1tune.train import run_dir as run_dir_lib
+from tf1tune.train.cache import cache_plan, prepare_cache
 from tf1tune.train.config import FinetuneConfig, Phase, check_runnable
 from tf1tune.train.task import TaskModel, Training, build_task_model, build_training, param_count, restore_choice
 
@@ -49,20 +52,25 @@ class FinetuneResult:
     metrics: dict[str, Any]
 
 
-def _predictions(sess: tf.compat.v1.Session, model: TaskModel, dataset: data_lib.Dataset,
-                 batch_size: int) -> np.ndarray:
-    """The predicted class of every example of `dataset`, in order."""
-    parts = [np.argmax(sess.run(model.eval_logits, {model.images: x}), axis=1)
-             for x, _ in data_lib.eval_batches(dataset, batch_size)]
-    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+def _evaluate(sess: tf.compat.v1.Session, model: TaskModel, feeder: RunFeeder, batch_size: int,
+              cached: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and predicted classes of the validation data, in order (streamed images, or cached features when
+    `cached`; undecodable images skipped)."""
+    labels, predicted = [], []
+    for feed, batch_labels in feeder.validation(batch_size, cached):
+        if len(batch_labels):
+            predicted.append(np.argmax(sess.run(model.eval_logits, feed), axis=1))
+            labels.append(batch_labels)
+    if not labels:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(labels), np.concatenate(predicted)
 
 
-def _accuracy(sess: tf.compat.v1.Session, model: TaskModel, dataset: data_lib.Dataset, batch_size: int) -> float:
-    correct = 0
-    for batch in data_lib.eval_batches(dataset, batch_size):
-        logits = sess.run(model.eval_logits, {model.images: batch.images})
-        correct += int(np.sum(np.argmax(logits, axis=1) == batch.labels))
-    return correct / max(len(dataset), 1)
+def _accuracy(sess: tf.compat.v1.Session, model: TaskModel, feeder: RunFeeder, batch_size: int,
+              cached: bool = False) -> float:
+    """Validation accuracy (see `_evaluate`)."""
+    labels, predicted = _evaluate(sess, model, feeder, batch_size, cached)
+    return float(np.mean(labels == predicted)) if len(labels) else 0.0
 
 
 def _source_paths(config: FinetuneConfig, checkpoint: str | None) -> list[str]:
@@ -75,26 +83,22 @@ def _source_paths(config: FinetuneConfig, checkpoint: str | None) -> list[str]:
     return paths
 
 
-def _load_data(config: FinetuneConfig, model: TaskModel, classes: int) -> tuple[data_lib.Dataset, data_lib.Dataset]:
+def _load_data(config: FinetuneConfig, classes: int) -> data_lib.RunData:
     assert config.train_data is not None  # check_runnable
-    train = data_lib.load_dataset(config.train_data, model.image_size, model.channels)
-    if config.val_data:
-        val = data_lib.load_dataset(config.val_data, model.image_size, model.channels)
-    else:
-        train, val = data_lib.split(train, config.val_fraction, config.seed)
-    for name, dataset in (("train", train), ("validation", val)):
-        if len(dataset) and int(dataset.labels.max()) >= classes:
-            raise ConfigError(f"{name} data has labels up to {int(dataset.labels.max())} but the task has {classes} "
-                              f"classes; set --num-classes to at least {int(dataset.labels.max()) + 1}")
-    return train, val
+    data = data_lib.open_run_data(config.train_data, config.val_data, config.val_fraction, config.seed,
+                                  config.skip_bad_images)
+    for name, source in (("train", data.train), ("validation", data.val)):
+        if len(source) and int(source.labels.max()) >= classes:
+            raise ConfigError(f"{name} data has labels up to {int(source.labels.max())} but the task has {classes} "
+                              f"classes; set --num-classes to at least {int(source.labels.max()) + 1}")
+    return data
 
 
 def training_step(sess: tf.compat.v1.Session, model: TaskModel, train_op: tf.Operation, loss: tf.Tensor,
                   stream: data_lib.BatchStream, step: int) -> float:
-    """Run one training step on the batch of `step`; returns the batch loss.
+    """Run one training step on the in-memory batch of `step` (`stream` over a `Dataset`); returns the batch loss.
 
-    This is the whole per-step work of a run (the benchmark in `bench/train_step.py` times it against a
-    hand-written `sess.run` loop on the same graph and batch).
+    The benchmark in `bench/train_step.py` times it against a hand-written `sess.run` loop on the same graph.
     """
     x, y = stream.batch(step)
     _, loss_value = sess.run([train_op, loss], {model.images: x, model.labels: y, **model.train_feed})
@@ -113,15 +117,21 @@ class _Runner:
     saver: tf.compat.v1.train.Saver
     writer: Any
     run_dir: str
-    val: data_lib.Dataset
+    feeder: RunFeeder
+    cached: list[bool]
+    last_validation: tuple[np.ndarray, np.ndarray] = field(
+        default_factory=lambda: (np.zeros(0, np.int64), np.zeros(0, np.int64)))
 
     @property
     def total_steps(self) -> int:
         return sum(p.steps for p in self.phases)
 
-    def validate(self, step: int) -> float:
-        """Validation accuracy now, also written as a TensorBoard summary at `step`."""
-        accuracy = _accuracy(self.sess, self.model, self.val, self.config.batch_size)
+    def validate(self, step: int, cached: bool) -> float:
+        """Validation accuracy now (from cached features while the base is as cached), also a TensorBoard summary;
+        the labels and predictions are kept in `last_validation` (for the plots of the run)."""
+        labels, predicted = _evaluate(self.sess, self.model, self.feeder, self.config.batch_size, cached)
+        self.last_validation = (labels, predicted)
+        accuracy = float(np.mean(labels == predicted)) if len(labels) else 0.0
         self.writer.add_summary(tf.compat.v1.Summary(value=[
             tf.compat.v1.Summary.Value(tag="accuracy/validation", simple_value=accuracy)]), step)
         return accuracy
@@ -130,10 +140,7 @@ class _Runner:
         return str(self.saver.save(self.sess, os.path.join(self.run_dir, run_dir_lib.CHECKPOINT_PREFIX),
                                    global_step=step))
 
-    def _log(self, step: int, phase: int, loss_value: float, stream: data_lib.BatchStream) -> None:
-        x, y = stream.batch(step)
-        logits = self.sess.run(self.model.eval_logits, {self.model.images: x})
-        batch_acc = float(np.mean(np.argmax(logits, 1) == y))
+    def _log(self, step: int, phase: int, loss_value: float, batch_acc: float) -> None:
         self.writer.add_summary(tf.compat.v1.Summary(value=[
             tf.compat.v1.Summary.Value(tag="loss", simple_value=loss_value),
             tf.compat.v1.Summary.Value(tag="accuracy/train_batch", simple_value=batch_acc),
@@ -141,27 +148,41 @@ class _Runner:
         if self.training.histograms is not None:
             self.writer.add_summary(self.sess.run(self.training.histograms), step + 1)
 
-    def train(self, start: int, stream: data_lib.BatchStream, progress: bool) -> None:
-        """Run the steps from `start` to the end, each on the batch of its step number."""
+    def train(self, start: int, progress: bool) -> dict[int, float]:
+        """Run the steps from `start` to the end, each on the batch of its step number; returns the median
+        step time of each phase run here (seconds)."""
         from tqdm import tqdm
 
-        total, config = self.total_steps, self.config
+        total, config, training = self.total_steps, self.config, self.training
         bounds = np.cumsum([p.steps for p in self.phases])
         # disable=None: a bar on a terminal, none in logs
         bar = tqdm(total=total, initial=start, disable=None if progress else True, file=sys.stderr, unit="step",
                    leave=False)
+        times: dict[int, list[float]] = {}
         for step in range(start, total):
+            began = time.perf_counter()
             phase = int(np.searchsorted(bounds, step, side="right"))
-            loss_value = training_step(self.sess, self.model, self.training.train_ops[phase].op, self.training.loss,
-                                       stream, step)
+            feed, labels = self.feeder.train(step, self.cached[phase])
+            # the step, its loss and the training batch's logits in one session.run
+            _, loss_value, logits = self.sess.run(
+                [training.train_ops[phase].op, training.loss, self.model.train_logits], feed)
+            times.setdefault(phase, []).append(time.perf_counter() - began)
             bar.update(1)
             if (step + 1) % config.log_every == 0 or step + 1 == total:
                 bar.set_postfix(phase=phase + 1, loss=f"{loss_value:.4f}")
-                self._log(step, phase, loss_value, stream)
+                self._log(step, phase, float(loss_value), float(np.mean(np.argmax(logits, 1) == labels)))
             if (step + 1) % config.checkpoint_every == 0 and step + 1 < total:
                 self.save(step + 1)
-                self.validate(step + 1)
+                self.validate(step + 1, self.cached[phase])
         bar.close()
+        self.feeder.close()
+        return {phase: float(np.median(t)) for phase, t in times.items()}
+
+
+def _skipped(before: dict[str, Any] | None, skipped: data_lib.Skipped) -> dict[str, Any]:
+    """What metrics.json records of the undecodable images skipped (this run and, on resume, before)."""
+    files = sorted(set((before or {}).get("files", [])) | set(skipped.files))
+    return {"count": len(files), "files": files[:100]}
 
 
 def run_finetune(config: FinetuneConfig, progress: bool = True) -> FinetuneResult:
@@ -177,7 +198,7 @@ def run_finetune(config: FinetuneConfig, progress: bool = True) -> FinetuneResul
     classes = int(model.train_logits.shape[-1])
     run_dir = run_dir_lib.check_run_dir(config.out, _source_paths(config, model.checkpoint), config.resume,
                                         config.overwrite)
-    train, val = _load_data(config, model, classes)
+    data = _load_data(config, classes)
     run_dir_lib.start_run_dir(run_dir, config.overwrite)
     phases = config.resolved_phases()
     training = build_training(model, config)
@@ -187,43 +208,54 @@ def run_finetune(config: FinetuneConfig, progress: bool = True) -> FinetuneResul
     for note in training.notes + restore_notes:
         warnings.warn(note, FinetuneWarning, stacklevel=2)
     trained_params = param_count(list(training.trained.values()))
-    frozen_params = param_count([v for v in select(model.model_variables) if v.op.name not in training.trained])
+    base = select(model.model_variables) if model.model_variables else []  # a frozen graph may have none
+    frozen_params = param_count([v for v in base if v.op.name not in training.trained])
+    augment = data_lib.Augment(**config.augment) if config.augment else None
+    stream = data_lib.BatchStream(data.train, config.batch_size, seed=config.seed, augment=augment)
+    feeder = RunFeeder(data, stream, model.image_size, model.channels, model.images, model.labels, model.train_feed)
+    cached, reason = cache_plan(model, config, training, augment)
     with tf.compat.v1.Session(graph=model.graph) as sess, model.graph.as_default():
         writer = tf.compat.v1.summary.FileWriter(os.path.join(run_dir, run_dir_lib.EVENTS), graph=None)
-        runner = _Runner(sess, model, config, phases, training, saver, writer, run_dir, val)
+        runner = _Runner(sess, model, config, phases, training, saver, writer, run_dir, feeder, cached)
         latest = tf.train.latest_checkpoint(run_dir)
-        if config.resume and latest:
+        resumed = bool(config.resume and latest)
+        if resumed:
             saver_restore(saver, sess, latest)
+        elif model.checkpoint:
+            restore(sess, restore_list, model.checkpoint)
+        else:
+            sess.run(tf.compat.v1.global_variables_initializer())
+        start = int(sess.run(training.global_step))
+        cache_info = prepare_cache(sess, model, config, feeder, cached, reason, start, run_dir)
+        if resumed:
             metrics = run_dir_lib.read_metrics(run_dir)
         else:
-            if model.checkpoint:
-                restore(sess, restore_list, model.checkpoint)
-            else:
-                sess.run(tf.compat.v1.global_variables_initializer())
             for t in training.train_ops:
                 t.capture_snapshots(sess)
-            metrics = {"accuracy_before": _accuracy(sess, model, val, config.batch_size)}
+            metrics = {"accuracy_before": _accuracy(sess, model, feeder, config.batch_size, cached[0])}
             run_dir_lib.write_config(run_dir, config.to_dict())
             run_dir_lib.write_metrics(run_dir, metrics)  # a resumed run keeps the "before" figure
-        stream = data_lib.BatchStream(train, config.batch_size, seed=config.seed,
-                                      augment=data_lib.Augment(**config.augment) if config.augment else None)
-        runner.train(int(sess.run(training.global_step)), stream, progress)
+        step_times = runner.train(start, progress)
         total_steps = runner.total_steps
         final = runner.save(total_steps)
         metrics.update({
-            "accuracy_after": runner.validate(total_steps),
-            "validation_size": len(val), "train_size": len(train), "steps": total_steps,
+            "accuracy_after": runner.validate(total_steps, cached[-1]),
+            "validation_size": len(data.val), "train_size": len(data.train), "steps": total_steps,
             "trained_params": trained_params, "frozen_params": frozen_params,
             "trained_scopes": training.trained_scopes, "checkpoint": os.path.basename(final),
             "source_checkpoint": model.checkpoint,
             "input": model.images.name, "probabilities": training.probabilities.name,  # for `tf1tune freeze --run-dir`
             "phases": [{"steps": p.steps, "learning_rate": p.learning_rate,
-                        "trainable_scopes": p.trainable_scopes or model.default_scopes} for p in phases],
+                        "trainable_scopes": p.trainable_scopes or model.default_scopes, "feature_cache": cached[i],
+                        **({"epoch_seconds": step_times[i] * stream.steps_per_epoch} if i in step_times else {})}
+                       for i, p in enumerate(phases)],
+            "feature_cache": {**metrics.get("feature_cache", {}), **cache_info},
+            "skipped_images": _skipped(metrics.get("skipped_images"), data.skipped),
         })
         writer.close()
-        predicted = _predictions(sess, model, val, config.batch_size)
     run_dir_lib.write_metrics(run_dir, metrics)
-    plots.write_run_plots(run_dir, val.labels, predicted, val.class_names, classes)  # curves.png, confusion.png
+    labels, predicted = runner.last_validation  # the final validation pass, not a second one
+    plots.write_run_plots(run_dir, labels, predicted, data.val.class_names, classes)  # curves.png, confusion.png
     return FinetuneResult(run_dir=run_dir, checkpoint=final, steps=total_steps,
                           accuracy_before=metrics["accuracy_before"], accuracy_after=metrics["accuracy_after"],
                           trained_params=trained_params, frozen_params=frozen_params, metrics=metrics)

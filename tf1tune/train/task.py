@@ -49,6 +49,8 @@ class TaskModel:
     classifier_scopes: tuple[str, ...] = ()
     train_feed: dict[tf.Tensor, Any] = field(default_factory=dict)
     checkpoint: str | None = None
+    train_endpoint: tf.Tensor | None = None  # the head's input in each tower (what the feature cache feeds)
+    eval_endpoint: tf.Tensor | None = None
 
     @property
     def default_scopes(self) -> list[str]:
@@ -71,15 +73,17 @@ def _build_slim(config: FinetuneConfig) -> TaskModel:
         images = tf.compat.v1.placeholder(tf.float32, [None, *size, net.channels], name="input")
         labels = tf.compat.v1.placeholder(tf.int64, [None], name="labels")
         inputs = get_preprocessing(net.preprocessing)(images)
-        train_logits, _ = build_net(net.name, inputs, num_classes=classes, is_training=True)
+        train_logits, train_points = build_net(net.name, inputs, num_classes=classes, is_training=True)
         with tf.compat.v1.variable_scope(tf.compat.v1.get_variable_scope(), reuse=True):
-            eval_logits, _ = build_net(net.name, inputs, num_classes=classes, is_training=False)
+            eval_logits, eval_points = build_net(net.name, inputs, num_classes=classes, is_training=False)
+        endpoint = config.endpoint if config.endpoint in train_points else net.default_endpoint
         train_logits, eval_logits = _logits_2d(train_logits, classes), _logits_2d(eval_logits, classes)
         model_variables = list(graph.get_collection(tf.compat.v1.GraphKeys.GLOBAL_VARIABLES))
     return TaskModel(graph=graph, images=images, labels=labels, train_logits=train_logits,
                      eval_logits=eval_logits, image_size=size, channels=net.channels,
                      model_variables=model_variables, new_scopes=[], classifier_scopes=net.classifier_scopes,
-                     checkpoint=resolve_checkpoint(config.checkpoint) if config.checkpoint else None)
+                     checkpoint=resolve_checkpoint(config.checkpoint) if config.checkpoint else None,
+                     train_endpoint=train_points.get(endpoint), eval_endpoint=eval_points.get(endpoint))
 
 
 def _build_imported(config: FinetuneConfig) -> TaskModel:
@@ -108,7 +112,8 @@ def _build_imported(config: FinetuneConfig) -> TaskModel:
     return TaskModel(graph=handle.graph, images=images, labels=labels, train_logits=logits, eval_logits=logits,
                      image_size=(shape[1], shape[2]), channels=shape[3], model_variables=model_variables,
                      new_scopes=[HEAD_SCOPE], train_feed={head.is_training: True},
-                     checkpoint=handle.checkpoint if config.meta else None)
+                     checkpoint=handle.checkpoint if config.meta else None,
+                     train_endpoint=handle.tensor(config.endpoint), eval_endpoint=handle.tensor(config.endpoint))
 
 
 def build_task_model(config: FinetuneConfig) -> TaskModel:
