@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 import numpy as np
+import tensorflow as tf
 
 import tf1tune  # noqa: F401  (compat shim)
-import tensorflow as tf
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -83,10 +83,13 @@ def mobilenet_checkpoint(folder: str) -> str:
     return prefix
 
 
-_WRAPPER = ("import resource, sys\n"
+# The child reports its own peak: VmHWM of its address space. (ru_maxrss would not do: Linux carries the forking
+# parent's high-water mark over exec into it.)
+_WRAPPER = ("import sys\n"
             "from tf1tune.cli import main\n"
             "code = main(sys.argv[1:])\n"
-            "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+            "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
+            "print('PEAK_RSS_KB', hwm)\n"
             "sys.exit(code)\n")
 
 
@@ -96,7 +99,8 @@ def run_measured(argv: list[str]) -> tuple[float, float, str]:
 
     env = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"}
     began = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", _WRAPPER, *argv], env=env, cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", _WRAPPER, *argv], env=env, cwd=ROOT, capture_output=True, text=True,
+                          check=False)
     wall = time.perf_counter() - began
     if proc.returncode:
         raise SystemExit(f"tf1tune {' '.join(argv)} failed: {proc.stderr.strip().splitlines()[-1:]}")

@@ -2,7 +2,7 @@
 
 The issue's setting: a MobileNet V1 checkpoint with the published names (random weights here), 2 classes,
 input 128x128, 40 steps of batch 32, class folders of 160x160 JPEGs, made on the spot. Each configuration runs
-in a process of its own (its own peak RSS, `ru_maxrss`), in the order 1,000 / 8,000 / 1,000 / 8,000 images, for a
+in a process of its own (its own peak RSS, `VmHWM`), in the order 1,000 / 8,000 / 1,000 / 8,000 images, for a
 class folder and for TFRecord shards (1 shard of 1,000 / 4 shards of 8,000):
 
     python bench/data_memory.py [--work /tmp/tf1tune-bench] [--rounds 1]

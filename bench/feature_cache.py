@@ -20,10 +20,8 @@ import shutil
 import time
 
 import numpy as np
-
-from _data import jpeg_folder, mobilenet_checkpoint
-
 import tensorflow as tf
+from _data import jpeg_folder, mobilenet_checkpoint
 
 from tf1tune.train.config import make_config
 from tf1tune.train.loop import run_finetune

@@ -22,9 +22,8 @@ import os
 import statistics
 import time
 
-from _data import jpeg_folder
-
 import tensorflow as tf
+from _data import jpeg_folder
 
 from tf1tune import data as data_lib
 from tf1tune.train.config import make_config

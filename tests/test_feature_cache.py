@@ -9,8 +9,8 @@ import pytest
 import tensorflow as tf
 
 import tf1tune
-from tf1tune.train.loop import FinetuneResult, run_finetune
 from tf1tune.train.config import make_config
+from tf1tune.train.loop import FinetuneResult, run_finetune
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCE = os.path.join(ROOT, "checkpoints", "digits_cnn")
@@ -18,9 +18,9 @@ HEAD = ("DigitsCNN/Logits/Conv2d_1x1/weights", "DigitsCNN/Logits/Conv2d_1x1/bias
 
 
 def _run(out: str, **overrides) -> FinetuneResult:
-    values = dict(net="digits_cnn", checkpoint=SOURCE, num_classes=2, train_data="digits-parity:train",
-                  val_data="digits-parity:val", steps=300, learning_rate=0.05, checkpoint_every=1000, out=out,
-                  overwrite=True)
+    values = {"net": "digits_cnn", "checkpoint": SOURCE, "num_classes": 2, "train_data": "digits-parity:train",
+              "val_data": "digits-parity:val", "steps": 300, "learning_rate": 0.05, "checkpoint_every": 1000,
+              "out": out, "overwrite": True}
     values.update(overrides)
     return run_finetune(make_config(**values), progress=False)
 
@@ -52,7 +52,7 @@ def test_shared_cache_reused_only_while_its_key_holds(tmp_path):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(tf.io.encode_png(images[i].round().astype(np.uint8)).numpy())
     shared = str(tmp_path / "shared")
-    kwargs = dict(train_data=str(folder), val_data=None, steps=20, feature_cache_dir=shared)
+    kwargs = {"train_data": str(folder), "val_data": None, "steps": 20, "feature_cache_dir": shared}
     first = _run(str(tmp_path / "r1"), **kwargs)
     second = _run(str(tmp_path / "r2"), **kwargs)
     assert not first.metrics["feature_cache"]["reused"] and second.metrics["feature_cache"]["reused"]

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-import os
 import zipfile
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf1tune.data import Augment, BatchStream, Skipped, eval_batches, load_dataset, open_source, split, train_batches
+from tf1tune.data import (
+    Augment,
+    BatchStream,
+    Skipped,
+    eval_batches,
+    load_dataset,
+    open_source,
+    split,
+    train_batches,
+)
 from tf1tune.errors import DataError
 
 H, W = 12, 10
@@ -75,8 +83,8 @@ def test_validation_batches_in_order_and_never_augmented(sources):
     assert [len(b.labels) for b in got] == [8, 8, 4]
     np.testing.assert_array_equal(np.concatenate([b.images for b in got]), memory.images)
     # PNG is lossless and the size is native: the pixels come back exactly
-    first = source.files[0]
-    np.testing.assert_array_equal(memory.images[0], tf.io.decode_png(open(first, "rb").read()).numpy())
+    with open(source.files[0], "rb") as f:
+        np.testing.assert_array_equal(memory.images[0], tf.io.decode_png(f.read()).numpy())
 
 
 def test_npz_is_memory_mapped_not_copied(sources):

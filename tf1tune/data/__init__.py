@@ -18,13 +18,13 @@ Example:
 
 from tf1tune.data.augment import Augment, augment_batch
 from tf1tune.data.batches import BatchStream
-from tf1tune.data.feeding import RunData, RunFeeder, open_run_data
 from tf1tune.data.digits import digits_to_images, list_tasks, load_digits_split
+from tf1tune.data.feeding import RunData, RunFeeder, open_run_data
 from tf1tune.data.readers import open_source
 from tf1tune.data.source import Dataset, Source, as_source
 from tf1tune.data.split import split, split_indices
 from tf1tune.data.streaming import Batch, Skipped, eval_batches, load_dataset, train_batches
 
-__all__ = ["Augment", "Batch", "BatchStream", "Dataset", "RunData", "RunFeeder", "open_run_data", "Skipped", "Source", "as_source", "augment_batch",
-           "digits_to_images", "eval_batches", "list_tasks", "load_dataset", "load_digits_split", "open_source",
-           "split", "split_indices", "train_batches"]
+__all__ = ["Augment", "Batch", "BatchStream", "Dataset", "RunData", "RunFeeder", "Skipped", "Source", "as_source",
+           "augment_batch", "digits_to_images", "eval_batches", "list_tasks", "load_dataset", "load_digits_split",
+           "open_run_data", "open_source", "split", "split_indices", "train_batches"]

@@ -194,7 +194,7 @@ def _tfrecords(files: list[str], source: str) -> Source:
 def _npz(path: str) -> Source:
     try:
         with zipfile.ZipFile(path) as archive:
-            members = {n[:-4] if n.endswith(".npy") else n: n for n in archive.namelist()}
+            members = {n.removesuffix(".npy"): n for n in archive.namelist()}
             missing = [k for k in ("x", "y") if k not in members]
             if missing:
                 have = ", ".join(sorted(members)) or "none"

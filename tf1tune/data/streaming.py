@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import tensorflow as tf
 
-from tf1tune.data.augment import Augment, augment_batch
+from tf1tune.data.augment import augment_batch
 from tf1tune.data.batches import BatchStream, check_batch_size
 from tf1tune.data.readers import open_source
 from tf1tune.data.source import Dataset, Source, as_source
@@ -323,4 +323,3 @@ def load_dataset(source: str | os.PathLike[str] | Source, image_size: tuple[int,
     return Dataset(images=images, labels=labels, class_names=list(indexed.class_names), source=indexed.name)
 
 
-__all__ = ["Augment", "Batch", "Skipped", "eval_batches", "load_dataset", "train_batches", "tf_reason"]

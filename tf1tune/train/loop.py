@@ -28,10 +28,10 @@ import tensorflow as tf
 from tf1tune import data as data_lib
 from tf1tune import plots
 from tf1tune.checkpoints import saver_restore
+from tf1tune.data.feeding import RunFeeder
 from tf1tune.errors import ConfigError, FinetuneWarning
 from tf1tune.restore import restore
 from tf1tune.selection import select
-from tf1tune.data.feeding import RunFeeder
 from tf1tune.train import run_dir as run_dir_lib
 from tf1tune.train.cache import cache_plan, prepare_cache
 from tf1tune.train.config import FinetuneConfig, Phase, check_runnable
