@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("--work", default="/tmp/tf1tune-bench")
     parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
-    data = jpeg_folder(os.path.join(args.work, "jpeg160-1000-cache"), 1000, 160)
+    data = jpeg_folder(os.path.join(args.work, "jpeg160-1000"), 1000, 160)
     checkpoint = mobilenet_checkpoint(os.path.join(args.work, "mobilenet_v1"))
     runs = []
     order = [True, False] * args.rounds + [True]

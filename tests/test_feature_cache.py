@@ -137,3 +137,26 @@ def test_undecodable_training_image_skipped_and_counted_in_metrics(tmp_path):
         _run(str(tmp_path / "stop"), train_data=str(folder), val_data=None, steps=5, feature_cache=False)
     result = _run(str(tmp_path / "skip"), train_data=str(folder), val_data=None, steps=20, skip_bad_images=True)
     assert result.metrics["skipped_images"] == {"count": 1, "files": [str(broken)]}
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_resume_ends_with_the_uninterrupted_head_streamed_or_cached(tmp_path, cache):
+    # a head without dropout (the graph's own random ops are not stateless yet), so that resume can be exact
+    meta = {"net": None, "meta": os.path.join(SOURCE, "model.ckpt-1500.meta"), "input": "input:0",
+            "endpoint": "DigitsCNN/global_pool:0", "head": "global_pool, dense(2)", "steps": 40, "checkpoint_every": 20,
+            "feature_cache": cache}
+    whole = _run(str(tmp_path / "whole"), **meta)
+    out = str(tmp_path / "cut")
+    _run(out, **meta)
+    for name in os.listdir(out):  # as if killed right after the checkpoint at step 20
+        if name.startswith("model.ckpt-40"):
+            os.remove(os.path.join(out, name))
+    tf.compat.v1.train.update_checkpoint_state(out, os.path.join(out, "model.ckpt-20"))
+    resumed = _run(out, **meta, resume=True, overwrite=False)
+    if cache:
+        assert whole.metrics["feature_cache"]["used"] and resumed.metrics["feature_cache"]["reused"]  # its own cache
+    names = [n for n, _ in tf.train.list_variables(whole.checkpoint) if n.startswith("finetune_head/")]
+    assert names
+    a, b = _values(whole.checkpoint, names), _values(resumed.checkpoint, names)
+    for name in names:
+        np.testing.assert_array_equal(a[name], b[name])

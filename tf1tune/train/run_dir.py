@@ -130,11 +130,12 @@ def _read_config(path: str) -> dict[str, Any]:
 def _validation_images(config: dict[str, Any], size: tuple[int, int], channels: int) -> np.ndarray:
     from tf1tune import data as data_lib
 
-    source = config.get("val_data") or config.get("train_data")
-    if not source:
+    name = config.get("val_data") or config.get("train_data")
+    if not name:
         raise BadSourceError("the run's config.yaml names no val_data or train_data to verify the export on")
-    dataset = data_lib.load_dataset(source, size, channels)
-    return np.asarray(dataset.images[:VERIFY_IMAGES])
+    source = data_lib.open_source(name)
+    first = source.subset(np.arange(min(VERIFY_IMAGES, len(source))), "verification")  # decode only these
+    return np.asarray(data_lib.load_dataset(first, size, channels).images)
 
 
 def run_datasets(run_dir: str | os.PathLike[str], size: tuple[int, int], channels: int) -> tuple[Any, Any]:

@@ -104,9 +104,9 @@ def _build_imported(config: FinetuneConfig) -> TaskModel:
         raise ConfigError(f"input '{images.name}' must be an image batch [N, H, W, C] with known H, W, C; it is {shape}")
     model_variables = list(handle.variables)
     spec = config.head or f"global_pool, dropout(0.2), dense({config.num_classes})"
+    handle.graph.seed = config.seed  # before the head's initializers exist, so that they are seeded too
     head = graft(handle, config.endpoint, spec, scope=HEAD_SCOPE)
     with handle.graph.as_default():
-        tf.compat.v1.set_random_seed(config.seed)
         labels = tf.compat.v1.placeholder(tf.int64, [None], name="finetune_labels")
         logits = _logits_2d(head.output, config.num_classes)
     return TaskModel(graph=handle.graph, images=images, labels=labels, train_logits=logits, eval_logits=logits,
