@@ -106,10 +106,10 @@ def cache_key(sess: tf.compat.v1.Session, endpoint: tf.Tensor, source: Source, s
     names = sorted(n.name for n in sub.node if n.op in _VARIABLE_OPS)
     by_name = {v.op.name: v for v in graph.get_collection(tf.compat.v1.GraphKeys.GLOBAL_VARIABLES)}
     values = hashlib.sha256()
-    for name in names:
-        if name in by_name:
-            values.update(name.encode())
-            values.update(np.ascontiguousarray(sess.run(by_name[name])).tobytes())
+    read = [name for name in names if name in by_name]
+    for name, value in zip(read, sess.run([by_name[name] for name in read])):  # one run for all of them
+        values.update(name.encode())
+        values.update(np.ascontiguousarray(value).tobytes())
     parts = {"format": FORMAT, "endpoint": endpoint.name, "graph_upstream": graph_digest,
              "variables": values.hexdigest(), "num_variables": len(names), "image_size": list(size),
              "channels": channels, "images": hashlib.sha256(json.dumps(source.fingerprint()).encode()).hexdigest(),
