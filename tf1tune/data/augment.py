@@ -58,7 +58,7 @@ def augment_batch(images: tf.Tensor, augment: Augment, seed: int | tf.Tensor, st
 
     def draw(salt: int, shape: tf.Tensor, **kwargs: object) -> tf.Tensor:
         seed_pair = tf.random.experimental.stateless_fold_in(base, salt)
-        return tf.random.stateless_uniform(shape, seed=seed_pair, **kwargs)  # type: ignore[arg-type]
+        return tf.random.stateless_uniform(shape, seed=seed_pair, **kwargs)
 
     out = images
     if augment.flip:

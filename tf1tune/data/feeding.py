@@ -65,8 +65,8 @@ def cached_phases(train_endpoint: tf.Tensor | None, eval_endpoint: tf.Tensor | N
         trained |= set(variables)
         if reason is None:
             reason = why_not_exact(train_endpoint, images, trained, feed) or \
-                why_not_exact(eval_endpoint, images, trained, {})  # type: ignore[arg-type]
-        if reason is None and not needs_only(fetches, train_endpoint, images):  # type: ignore[arg-type]
+                why_not_exact(eval_endpoint, images, trained, {})
+        if reason is None and not needs_only(fetches, train_endpoint, images):
             reason = f"the training step reaches the input other than through '{train_endpoint.name}'"  # type: ignore[union-attr]
         flags.append(reason is None)
     return flags, reason

@@ -22,6 +22,7 @@ import shutil
 import struct
 import tempfile
 import zipfile
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -123,7 +124,7 @@ def _folder(root: str, classes: list[str]) -> Source:
     return Source(kind="folder", labels=label_array, class_names=names, name=root, files=tuple(files))
 
 
-def _records(path: str):  # type: ignore[no-untyped-def]
+def _records(path: str) -> Iterator[tuple[int, int, bytes]]:
     """Yield `(offset of the data, length, data)` of each record of a TFRecord file (framing checked)."""
     size = os.path.getsize(path)
     with open(path, "rb") as f:
