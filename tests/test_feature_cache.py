@@ -160,3 +160,18 @@ def test_resume_ends_with_the_uninterrupted_head_streamed_or_cached(tmp_path, ca
     a, b = _values(whole.checkpoint, names), _values(resumed.checkpoint, names)
     for name in names:
         np.testing.assert_array_equal(a[name], b[name])
+
+
+def test_cli_flags_turn_the_cache_off_and_name_its_directory(tmp_path, capsys):
+    from tf1tune.cli import main
+
+    common = ["finetune", "--net", "digits_cnn", "--checkpoint", SOURCE, "--num-classes", "2", "--steps", "5",
+              "--train-data", "digits-parity:train", "--val-data", "digits-parity:val", "--no-progress"]
+    assert main([*common, "--out", str(tmp_path / "off"), "--no-feature-cache"]) == 0
+    assert main([*common, "--out", str(tmp_path / "on"), "--feature-cache-dir", str(tmp_path / "shared")]) == 0
+    import json
+
+    off = json.loads((tmp_path / "off" / "metrics.json").read_text())["feature_cache"]
+    on = json.loads((tmp_path / "on" / "metrics.json").read_text())["feature_cache"]
+    assert off == {"used": False, "reason": "turned off (--no-feature-cache)"}
+    assert on["used"] and on["dir"] == str(tmp_path / "shared") and os.listdir(tmp_path / "shared")

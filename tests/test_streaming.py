@@ -132,3 +132,15 @@ def test_undecodable_image_one_line_or_skipped_and_counted(tmp_path):
         expected = [i for i in stream.indices(batch.step) if i != bad]
         assert batch.indices.tolist() == expected and len(batch.labels) == len(expected)
     assert sum(len(b.labels) for b in eval_batches(source, 4, (8, 8), 3, skipped)) == 5
+
+
+def test_slim_labels_file_orders_class_folders(tmp_path):
+    for cls in ("tulip", "daisy"):
+        (tmp_path / cls).mkdir()
+        (tmp_path / cls / "a.png").write_bytes(tf.io.encode_png(_image(0)).numpy())
+    assert open_source(tmp_path).class_names == ["daisy", "tulip"]  # sorted folder names without labels.txt
+    (tmp_path / "labels.txt").write_text("0:tulip\n1:daisy\n")
+    source = open_source(tmp_path)
+    assert source.class_names == ["tulip", "daisy"]
+    assert dict(zip(source.files, source.labels.tolist())) == {
+        str(tmp_path / "daisy" / "a.png"): 1, str(tmp_path / "tulip" / "a.png"): 0}
