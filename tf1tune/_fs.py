@@ -49,6 +49,9 @@ def check_output(
         error: `path` is or lies inside a source, or exists without `overwrite`.
     """
     text = os.fspath(path)
+    reason = missing_folder(os.path.dirname(os.path.abspath(text)))
+    if "is a file" in reason:  # a path below a regular file (which may be a source, but is not written to)
+        raise error(f"cannot write '{text}': {reason}")
     for source in sources:
         if contains(source, text):
             raise error(is_source.format(path=text, source=os.fspath(source)))
@@ -101,5 +104,19 @@ def require_folder(path: str | os.PathLike[str], error: type[Tf1tuneError] = Tf1
     target = os.path.abspath(os.fspath(path))
     folder = os.path.dirname(target)
     if not os.path.isdir(folder):
-        raise error(f"cannot write '{os.fspath(path)}': directory '{folder}' does not exist; create it first")
+        raise error(f"cannot write '{os.fspath(path)}': {missing_folder(folder)}")
     return target
+
+
+def missing_folder(folder: str | os.PathLike[str]) -> str:
+    """Why `folder` cannot hold an output: the first component of it that is a file, or that it does not exist."""
+    text = os.path.abspath(os.fspath(folder))
+    probe = text
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if os.path.exists(probe) and not os.path.isdir(probe):
+        return f"'{probe}' is a file, not a directory"
+    return f"directory '{text}' does not exist; create it first"

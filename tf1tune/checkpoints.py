@@ -116,25 +116,37 @@ def _from_directory(directory: str) -> str:
         except Exception:  # noqa: BLE001  (a garbled state file, of any kind, is treated like a stale one)
             state = None
         named = state.model_checkpoint_path if state else ""
-        if named:
-            candidates = [named] if os.path.isabs(named) else [named, os.path.join(directory, os.path.basename(named))]
-            for c in candidates + [os.path.join(directory, os.path.basename(named))]:
-                if _prefix_form(c):
-                    return c
+        named = "" if "\x00" in named else named  # a garbled state file: like a stale one
+        named = os.path.join(directory, named) if named and not os.path.isabs(named) else named
+        own = os.path.join(directory, os.path.basename(named)) if named else ""
+        if named and _inside(named, directory) and _prefix_form(named):
+            return named
+        if own and _prefix_form(own):  # a state file written elsewhere (absolute paths of another machine)
+            return own
         if prefixes:
+            why = "a checkpoint outside this directory" if named and _prefix_form(named) else "one that does not exist"
             warnings.warn(
-                f"the state file {state_path} names '{named}', which does not exist; "
+                f"the state file {state_path} names '{named}', {why}; "
                 f"using the newest checkpoint in the directory, '{os.path.basename(prefixes[-1])}'",
                 CheckpointWarning,
                 stacklevel=3,
             )
             return prefixes[-1]
+        if named and _prefix_form(named):
+            raise SourceNotFoundError(
+                f"no checkpoint in directory '{directory}': its state file names '{named}', outside the directory, "
+                "which tf1tune does not follow; give that checkpoint's prefix if you mean it")
     elif prefixes:
         return prefixes[-1]
     raise SourceNotFoundError(
         f"no checkpoint in directory '{directory}' (expected PREFIX.index + PREFIX.data-*, or a V1 checkpoint file); "
         "give the checkpoint prefix or the directory that holds it"
     )
+
+
+def _inside(path: str, directory: str) -> bool:
+    """True when `path` (a prefix) lies in `directory` itself, symbolic links resolved."""
+    return os.path.dirname(os.path.realpath(path)) == os.path.realpath(directory)
 
 
 def resolve_checkpoint(path: str | os.PathLike[str]) -> str:

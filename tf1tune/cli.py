@@ -15,6 +15,7 @@ import sys
 import traceback
 import warnings
 from collections.abc import Iterator, Sequence
+from typing import NoReturn
 
 # subcommand name -> module under tf1tune.commands
 COMMANDS = {
@@ -51,9 +52,16 @@ EPILOG = """examples:
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr (with where to look for help) and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"tf1tune: error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tf1tune",
         description="Load, fine-tune and export TensorFlow 1 models on TensorFlow 2.x.",
         epilog=EPILOG,
@@ -72,11 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (0 ok, 1 internal error, 2 bad input)."""
+    """Run the CLI; returns the exit code (0 ok, 1 internal error, 2 bad input, 130 interrupted).
+
+    Bad input includes what the file system or the machine refuses (disk full, read-only, permissions, a path
+    component that is a file, out of memory): one line naming the path, exit 2.
+    """
     args_list = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args_list
     _quiet_tensorflow(debug)
-    from tf1tune.errors import Tf1tuneError, first_line
+    from tf1tune.errors import Tf1tuneError, describe_os_error, first_line
 
     parser = build_parser()
     args = parser.parse_args(args_list)
@@ -97,6 +109,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001  (an internal error: still one line unless --debug)
         if debug:
             traceback.print_exc()
+        described = describe_os_error(e)
+        if described is not None:  # the file system or the machine said no: bad input, not a bug
+            print(f"tf1tune: error: {described}", file=sys.stderr)
+            return 2
         first = first_line(e)
         print(f"tf1tune: internal error: {type(e).__name__}: {first} (rerun with --debug for the traceback)",
               file=sys.stderr)

@@ -68,9 +68,13 @@ def parse_head_spec(spec: str | Sequence[str]) -> list[tuple[str, list[str]]]:
         args = [a.strip() for a in (m.group("args") or "").split(",") if a.strip()]
         name = m.group("name")
         if name == "dropout":
-            _number(args, 0, "dropout(RATE)", float)
+            rate = _number(args, 0, "dropout(RATE)", float)
+            if not 0.0 <= rate < 1.0:
+                raise GraftError(f"dropout(RATE) needs a rate in [0, 1), got {args[0]}")
         elif name in ("dense", "conv1x1"):
-            _number(args, 0, f"{name}(UNITS[, ACTIVATION])", int)
+            units = _number(args, 0, f"{name}(UNITS[, ACTIVATION])", int)
+            if not 1 <= units <= 1_000_000:
+                raise GraftError(f"{name}(UNITS) needs 1 to 1,000,000 units, got {units}")
             _activation(args[1] if len(args) > 1 else "linear")
         layers.append((name, args))
     if not layers:
@@ -103,8 +107,10 @@ def _build_spec(layers: list[tuple[str, list[str]]], net: tf.Tensor, is_training
         elif name == "relu":
             net = tf.nn.relu(net)
         elif name == "dropout":
-            rate = _number(args, 0, "dropout(RATE)", float)
-            net = slim.dropout(net, keep_prob=1.0 - rate, is_training=is_training, scope=f"dropout_{index}")
+            rate = float(_number(args, 0, "dropout(RATE)", float))
+            if rate > 0:  # no tf.cond: a random op in the graph itself, which fine-tuning makes stateless
+                with tf.compat.v1.name_scope(f"dropout_{index}"):
+                    net = tf.where(is_training, tf.nn.dropout(net, rate=rate), net, name="dropout")
         elif name in ("dense", "conv1x1"):
             units = _number(args, 0, f"{name}(UNITS[, ACTIVATION])", int)
             activation = _activation(args[1] if len(args) > 1 else "linear")
@@ -195,6 +201,7 @@ def unfreeze(handle: ModelHandle, names: Sequence[str]) -> ModelHandle:
         if not hits:
             raise not_found("float constant or scope of constants", name, consts)
         chosen += [h for h in hits if h not in chosen]
+    handle.check_safe()
     with tf.compat.v1.Session(graph=handle.graph) as sess:
         fetched = sess.run([handle.graph.get_tensor_by_name(f"{c}:0") for c in chosen])
     values = dict(zip(chosen, fetched))
@@ -214,7 +221,8 @@ def unfreeze(handle: ModelHandle, names: Sequence[str]) -> ModelHandle:
         variables = {name: tf.compat.v1.get_variable(name, initializer=value, trainable=True) for name, value in values.items()}
         tf.import_graph_def(kept, name="", input_map={f"{name}:0": v.read_value() for name, v in variables.items()})
     return ModelHandle.from_graph(handle.kind, handle.source, graph, tensorflow_version=handle.tensorflow_version,
-                                  repairs=list(handle.repairs), extra={**handle.extra, "unfrozen": sorted(values)})
+                                  repairs=list(handle.repairs), extra={**handle.extra, "unfrozen": sorted(values)},
+                                  risks=list(handle.risks), allowed_ops=handle.allowed_ops)
 
 
 def shared_layer(layer_fn: Callable[..., tf.Tensor], scope: str, *args: object, **kwargs: object) -> tf.Tensor:

@@ -47,6 +47,9 @@ class ModelHandle:
         signatures: SavedModel signatures, `{name: {"inputs": {...}, "outputs": {...}}}` of tensor names.
         repairs: One line per repair applied to make the source import on this TensorFlow.
         extra: Loader-specific facts (GraphDef producer version, file format, SavedModel tags).
+        risks: Nodes of the source that do more than compute (`tf1tune.graph_safety`); `session()` refuses to run
+            the graph while it has any whose op type is not in `allowed_ops`.
+        allowed_ops: Op types the user allows to run although they do more than compute (`--allow-ops`).
     """
 
     kind: str
@@ -62,6 +65,8 @@ class ModelHandle:
     signatures: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
     repairs: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    risks: list[Any] = field(default_factory=list)
+    allowed_ops: frozenset[str] = frozenset()
 
     @classmethod
     def from_graph(cls, kind: str, source: str, graph: tf.Graph, **fields: Any) -> "ModelHandle":
@@ -127,10 +132,12 @@ class ModelHandle:
         The caller closes the session (`with handle.session() as sess:`).
 
         Raises:
+            UnsafeGraphError: The graph holds ops that do more than compute and are not in `allowed_ops`.
             BadSourceError: The checkpoint cannot be read (e.g. a truncated data file); the session is closed.
         """
         from tf1tune.checkpoints import saver_restore
 
+        self.check_safe()
         sess = tf.compat.v1.Session(graph=self.graph)
         if restore and self.variables:
             try:
@@ -144,6 +151,13 @@ class ModelHandle:
         return sess
 
     initialized_fresh: list[str] = field(default_factory=list)
+
+    def check_safe(self) -> None:
+        """Raise `UnsafeGraphError` unless every risk of the source is of an allowed op type (see `graph_safety`);
+        called before anything runs the graph."""
+        from tf1tune.graph_safety import require_safe
+
+        require_safe(self.risks, self.source, self.allowed_ops)
 
 
 def initialize_uninitialized(sess: tf.compat.v1.Session, variables: list[tf.Variable]) -> list[str]:

@@ -1,7 +1,9 @@
 """`inspect_source`: a JSON-ready summary of any source, and its human-readable rendering.
 
 The summary has at least the keys `kind`, `variables` ({name, shape, dtype, trainable}), `inputs`,
-`outputs` ({name, shape, dtype}), `ops` ({op_type: count}), `num_params` and `tensorflow_version`.
+`outputs` ({name, shape, dtype}), `ops` ({op_type: count}), `num_params`, `tensorflow_version` and `risks`
+({op, node, reason, allowable, dormant}: the nodes that do more than compute, see `tf1tune.graph_safety`; nothing
+runs).
 For a bare checkpoint `variables` is what the checkpoint holds (with `trainable` from its `.meta`
 when one is found, else null); a TF2 object-based checkpoint (or a TF2 SavedModel directory) lists its
 variables under their own names (`tf1tune.tf2_checkpoints`) and has `"format": "tf2-object"`. For a frozen graph
@@ -67,6 +69,7 @@ def summarize_handle(handle: ModelHandle) -> dict[str, Any]:
         "tensorflow_version": handle.tensorflow_version,
         "checkpoint": handle.checkpoint,
         "repairs": handle.repairs,
+        "risks": [r.to_dict() for r in handle.risks],
     }
     if handle.kind == "frozen":
         consts = [op for op in handle.graph.get_operations()
@@ -95,10 +98,12 @@ def _inspect_checkpoint(text: str) -> dict[str, Any]:
     meta_path = find_meta(prefix)
     trainable: set[str] | None = None
     version = None
+    risks: list[dict[str, Any]] = []
     if meta_path:
         handle = load(meta_path, checkpoint=prefix)
         trainable = {v.op.name for v in handle.trainable_variables}
         version = handle.tensorflow_version
+        risks = [r.to_dict() for r in handle.risks]
     variables: list[dict[str, Any]] = [
         {"name": e.name, "shape": list(e.shape), "dtype": e.dtype,
          "trainable": (e.name in trainable) if trainable is not None else None}
@@ -116,6 +121,7 @@ def _inspect_checkpoint(text: str) -> dict[str, Any]:
         "num_params": sum(_size(v["shape"]) for v in variables),
         "num_trainable_params": sum(_size(v["shape"]) for v in variables if v["trainable"]) if trainable is not None else None,
         "tensorflow_version": version,
+        "risks": risks,
     }
 
 
@@ -175,6 +181,17 @@ def format_summary(summary: dict[str, Any], max_rows: int = 60) -> str:
             lines.append(f"  {name}: {sig['inputs']} -> {sig['outputs']}")
     if summary.get("endpoints"):
         lines.append(f"Endpoints ({len(summary['endpoints'])}): " + ", ".join(summary["endpoints"]))
+    risks_by_op: dict[str, list[dict[str, Any]]] = {}
+    for risk in summary.get("risks") or []:
+        risks_by_op.setdefault(risk["op"], []).append(risk)
+    for op, found in sorted(risks_by_op.items()):
+        nodes = ", ".join(r["node"] for r in found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+        if found[0]["dormant"]:
+            lines.append(f"Risk (dormant): {op} ({nodes}) {found[0]['reason']}")
+        elif found[0]["allowable"]:
+            lines.append(f"Risk: {op} ({nodes}) {found[0]['reason']}; not run without --allow-ops {op}")
+        else:
+            lines.append(f"Risk: {op} ({nodes}) {found[0]['reason']}; never run")
     if summary["ops"]:
         top = sorted(summary["ops"].items(), key=lambda kv: (-kv[1], kv[0]))
         lines.append(f"Ops ({sum(summary['ops'].values())} in {len(top)} types): "

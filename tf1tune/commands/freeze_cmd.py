@@ -52,6 +52,9 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
                         help="verification: allowed max |diff| relative to each output's max |value| (default 1e-5)")
     parser.add_argument("--atol", type=float, default=0.0, help="verification: absolute tolerance added (default 0)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random verification inputs (default 0)")
+    parser.add_argument("--allow-ops", action="append", metavar="TYPE[,TYPE]",
+                        help="run these op types although they do more than compute (files, network, Python); "
+                             "`tf1tune inspect` lists them under risks")
 
 
 def add_serving_arguments(parser: argparse.ArgumentParser) -> None:
@@ -96,7 +99,8 @@ def export_options(args: argparse.Namespace) -> dict[str, Any]:
     return {"source": args.source, "meta": args.meta, "net": args.net, "num_classes": args.num_classes,
             "checkpoint": args.checkpoint, "run_dir": args.run_dir, "outputs": _split(args.outputs),
             "inputs": _split(args.inputs), "settings": dict(parse_setting(s) for s in args.settings),
-            "optimize": args.optimize, "rtol": args.rtol, "atol": args.atol, "seed": args.seed}
+            "optimize": args.optimize, "rtol": args.rtol, "atol": args.atol, "seed": args.seed,
+            "allow_ops": args.allow_ops}
 
 
 def run(args: argparse.Namespace) -> int:

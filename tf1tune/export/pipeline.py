@@ -26,7 +26,9 @@ from tf1tune.export._io import write_graph_def
 from tf1tune.export.freeze import FrozenModel, freeze_model
 from tf1tune.export.optimize import optimize as optimize_graph
 from tf1tune.export.verify import Verification, session_runner, source_batch, verify
+from tf1tune.graph_safety import parse_allow_ops
 from tf1tune.handle import ModelHandle
+from tf1tune.limits import MAX_SEED, check_float, check_int
 
 if TYPE_CHECKING:
     from tf1tune.export.tflite import TfliteCheck, TfliteOptions
@@ -196,6 +198,7 @@ def export_model(
     input_format: str = "tensor",
     labels: Sequence[str] | None = None,
     tflite: TfliteOptions | None = None,
+    allow_ops: Sequence[str] | str | None = None,
 ) -> ExportResult:
     """Load, freeze, verify and write a model; see the module docstring.
 
@@ -222,6 +225,7 @@ def export_model(
         input_format: `pb` and `saved_model`: `jpeg` takes encoded JPEG bytes (`tf1tune.export.serving`).
         labels: `pb` and `saved_model`: class names, a `label` string output beside the probabilities.
         tflite: A TFLite model to write, float or quantized (`tf1tune.export.tflite.TfliteOptions`).
+        allow_ops: Op types to run although they do more than compute (`tf1tune.graph_safety`; a warning each).
 
     Returns:
         What was verified and written.
@@ -242,6 +246,9 @@ def export_model(
             raise ExportError(f"unknown input format '{input_format}'; use one of {', '.join(INPUT_FORMATS)}")
     if tflite:
         tflite.validate(run_dir)
+    check_float("--rtol", rtol, 0.0, error=ExportError)
+    check_float("--atol", atol, 0.0, error=ExportError)
+    check_int("--seed", seed, 0, MAX_SEED, error=ExportError)
     feeds = None
     if run_dir:
         from tf1tune.train.run_dir import load_run
@@ -254,6 +261,8 @@ def export_model(
         feeds = {inputs[0]: run.validation_images}
     else:
         handle = load_source(source, meta=meta, net=net, num_classes=num_classes, checkpoint=checkpoint)
+    handle.allowed_ops = parse_allow_ops(allow_ops)
+    handle.check_safe()  # before anything runs the graph
     check_outputs(handle, {"--out": pb or saved_model or (tflite.path if tflite else None), "--onnx": onnx},
                   overwrite)
     if not outputs:

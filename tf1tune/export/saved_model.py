@@ -116,7 +116,10 @@ def export_saved_model(
         try:
             _build(graph_def, inputs, outputs, staged)
         except (ValueError, KeyError, tf.errors.OpError) as e:
-            raise ExportError(f"TensorFlow could not build the SavedModel: {first_line(e)}") from e
+            from tf1tune.errors import describe_os_error
+
+            raise ExportError(f"TensorFlow could not build the SavedModel: {describe_os_error(e) or first_line(e)}") \
+                from e
         data = {tensor_name(k): v for k, v in (feeds or random_feeds(graph_def, inputs)).items()}
         expected = run_graph_def(graph_def, outputs, data)
         got = run_saved_model(staged, data, outputs)

@@ -157,11 +157,20 @@ def verify(
         ExportError: An output differs beyond the tolerance, or the export fails to run.
     """
     feeds = {tensor_name(k): v for k, v in (feeds or random_feeds(exported_graph_def, inputs, batch, seed)).items()}
-    expected = source_fn(feeds)
+    try:
+        expected = source_fn(feeds)
+    except tf.errors.OpError as e:
+        from tf1tune.errors import run_error_text
+
+        raise ExportError(f"the source model does not run on the verification inputs "
+                          f"({', '.join(feeds)}): {run_error_text(e)}; give the data it expects (--run-dir) or "
+                          "export an inference output") from e
     try:
         got = run_graph_def(exported_graph_def, outputs, feeds)
     except (ValueError, tf.errors.OpError) as e:
-        first = first_line(e)
+        from tf1tune.errors import run_error_text
+
+        first = run_error_text(e) if isinstance(e, tf.errors.OpError) else first_line(e)
         raise ExportError(f"the exported graph does not run on inputs of shape "
                           f"{[list(np.shape(v)) for v in feeds.values()]}: {first}") from e
     max_abs, max_rel, failures = compare(expected, got, outputs, rtol, atol)

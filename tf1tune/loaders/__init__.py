@@ -18,6 +18,7 @@ from typing import Any
 
 from tf1tune.checkpoints import _strip_file_suffix, resolve_checkpoint
 from tf1tune.errors import SourceNotFoundError, Tf1tuneError
+from tf1tune.graph_safety import parse_allow_ops
 from tf1tune.handle import ModelHandle
 from tf1tune.loaders.frozen import load_frozen
 from tf1tune.loaders.meta import load_meta
@@ -87,11 +88,19 @@ def load(source: str | os.PathLike[str], **options: Any) -> ModelHandle:
     """Load any source with the loader its kind calls for (see the module table).
 
     A checkpoint prefix or directory loads through its `.meta`. Keyword options go to that loader.
+    Nothing of the graph runs here; `handle.session()` refuses a graph that holds ops which do more than compute
+    (files, network, Python; listed in `handle.risks`) unless their types are in `allow_ops` (a warning each).
 
     Example:
         >>> handle = tf1tune.load("slim:resnet_v1_50", num_classes=5)
     """
-    text = os.fspath(source)
+    allow_ops = options.pop("allow_ops", None)
+    handle = _load(os.fspath(source), options)
+    handle.allowed_ops = parse_allow_ops(allow_ops)
+    return handle
+
+
+def _load(text: str, options: dict[str, Any]) -> ModelHandle:
     kind = detect_kind(text)
     _check_options(kind, options)
     if kind == "slim":

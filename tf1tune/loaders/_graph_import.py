@@ -5,11 +5,15 @@ from __future__ import annotations
 import warnings
 
 import tensorflow as tf
+from google.protobuf import message
 from tensorflow.core.protobuf import meta_graph_pb2
 
 from tf1tune.errors import BadSourceError, GraphRepairWarning, first_line
 from tf1tune.graphdef import import_with_repair
 from tf1tune.repair import graph as graph_repair
+
+# What importing a MetaGraphDef with garbled collections or saver raises (beyond shape and attr errors).
+_DAMAGED = (message.DecodeError, KeyError, TypeError, IndexError, AttributeError, UnicodeDecodeError)
 
 
 def warn_repairs(source: str, repairs: list[str]) -> None:
@@ -29,6 +33,8 @@ def import_meta_graph_def(
     repairs = graph_repair.repair_meta_graph(meta, source)
     try:
         (graph, saver), stripped = import_with_repair(meta.graph_def, lambda: _import(meta))
+    except _DAMAGED as e:
+        raise BadSourceError(f"'{source}' is damaged and does not import: {type(e).__name__}: {first_line(e)}") from e
     except (ValueError, tf.errors.InvalidArgumentError) as e:
         raise BadSourceError(f"'{source}' does not import on TensorFlow {tf.__version__}: {first_line(e)}") from e
     return graph, saver, repairs + stripped

@@ -9,6 +9,7 @@ from typing import TypeAlias
 import tensorflow as tf
 from tensorflow.core.framework import graph_pb2, tensor_shape_pb2
 
+from tf1tune import graph_safety
 from tf1tune.errors import BadSourceError, first_line
 from tf1tune.graphdef import PLAIN_PLACEHOLDER_OPS
 from tf1tune.handle import ModelHandle
@@ -41,6 +42,7 @@ def load_frozen(
     graph_def = graph_pb2.GraphDef()
     read_proto_kind = graph_repair.read_proto(source, graph_def, "GraphDef (.pb)")
     repairs = graph_repair.repair_graph_def(graph_def, source)
+    risks = graph_safety.scan(graph_def)
     _set_input_shapes(graph_def, input_shapes or {}, batch_size)
     graph = _import(graph_def, source)
     if read_proto_kind == "text":
@@ -52,6 +54,7 @@ def load_frozen(
         graph,
         tensorflow_version=None,
         repairs=repairs,
+        risks=risks,
         extra={"graph_def_version": graph_def.versions.producer, "format": read_proto_kind},
     )
 

@@ -8,6 +8,7 @@ from tensorflow.core.protobuf import meta_graph_pb2
 
 from tf1tune.checkpoints import resolve_checkpoint
 from tf1tune.errors import SourceNotFoundError
+from tf1tune.graph_safety import scan_meta
 from tf1tune.handle import ModelHandle
 from tf1tune.loaders._graph_import import import_meta_graph_def, warn_repairs
 from tf1tune.repair.graph import read_proto
@@ -37,6 +38,7 @@ def load_meta(meta_path: str | os.PathLike[str], checkpoint: str | os.PathLike[s
     meta = meta_graph_pb2.MetaGraphDef()
     read_proto(source, meta, "MetaGraphDef (.meta)")
     written_by = meta.meta_info_def.tensorflow_version or None
+    risks = scan_meta(meta, source)
     graph, saver, repairs = import_meta_graph_def(meta, source)
     warn_repairs(source, repairs)
     if checkpoint is not None:
@@ -54,4 +56,5 @@ def load_meta(meta_path: str | os.PathLike[str], checkpoint: str | os.PathLike[s
         tensorflow_version=written_by,
         saver=saver,
         repairs=repairs,
+        risks=risks,
     )

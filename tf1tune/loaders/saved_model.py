@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from tensorflow.core.protobuf import saved_model_pb2
 
 from tf1tune.errors import SourceNotFoundError
+from tf1tune.graph_safety import scan_meta
 from tf1tune.handle import ModelHandle, candidate_inputs, candidate_outputs, named_endpoints
 from tf1tune.loaders._graph_import import import_meta_graph_def, warn_repairs
 from tf1tune.names import not_found
@@ -51,6 +52,7 @@ def load_saved_model(export_dir: str | os.PathLike[str], tags: Sequence[str] | N
         raise not_found("meta graph with tags", key, available, hint="pass one of these tag sets")
     meta = available[key]
     written_by = meta.meta_info_def.tensorflow_version or None
+    risks = scan_meta(meta, source)
     graph, saver, repairs = import_meta_graph_def(meta, source)
     warn_repairs(source, repairs)
     prefix = os.path.join(source, "variables", "variables")
@@ -79,5 +81,6 @@ def load_saved_model(export_dir: str | os.PathLike[str], tags: Sequence[str] | N
         saver=saver if checkpoint else None,
         signatures=signatures,
         repairs=repairs,
+        risks=risks,
         extra={"tags": key.split(","), "tag_sets": list(available)},
     )

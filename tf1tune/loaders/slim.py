@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from tf1tune.checkpoints import resolve_checkpoint
 from tf1tune.handle import ModelHandle
+from tf1tune.limits import MAX_BATCH, MAX_CLASSES, check_input_size, check_int
 from tf1tune.nets.build import build_net
 from tf1tune.nets.preprocessing import get_preprocessing
 from tf1tune.nets.registry import get_net
@@ -45,7 +46,11 @@ def load_slim(
     """
     config = get_net(name)
     classes = config.num_classes if num_classes == PUBLISHED else num_classes
-    height, width = tuple(input_size) if input_size else config.input_size
+    if classes is not None:
+        check_int("num_classes", classes, 1, MAX_CLASSES)
+    height, width = check_input_size("input size", list(input_size)) if input_size else config.input_size
+    if batch_size is not None:
+        check_int("batch_size", batch_size, 1, MAX_BATCH)
     graph = tf.Graph()
     with graph.as_default():
         images = tf.compat.v1.placeholder(tf.float32, [batch_size, height, width, config.channels], name="input")

@@ -12,15 +12,16 @@ learning rate).
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
-from tf1tune.errors import ConfigError, first_line
+from tf1tune._yaml import read_yaml
+from tf1tune.errors import ConfigError, YamlError
+from tf1tune.limits import MAX_BATCH, MAX_CLASSES, MAX_SEED, MAX_STEPS, check_float, check_input_size, check_int
 from tf1tune.names import closest
 from tf1tune.train.train_op import OPTIMIZERS
 
@@ -95,6 +96,8 @@ class FinetuneConfig:
     feature_cache_dir: str | None = _flag(None, "where head-only phases cache the frozen base's features "
                                           "(default: RUN/feature_cache)")
     skip_bad_images: bool = _flag(False, "leave undecodable images out (counted in metrics.json) instead of stopping")
+    allow_ops: list[str] = _flag(list, "op types of a --meta/--frozen graph to run although they do more than "
+                                       "compute (files, network, Python); `tf1tune inspect` lists them")
 
     def resolved_phases(self) -> list[Phase]:
         """The phases to run: the `phases` list, or one phase made of `steps`, `learning_rate` and
@@ -135,6 +138,7 @@ _INTS = {k for k, t in _KINDS.items() if t is int}
 _BOOLS = {k for k, t in _KINDS.items() if t is bool}
 _MAPPINGS = {k for k, t in _KINDS.items() if t is dict}
 _SCOPE_LISTS = {name for name in _FIELDS if _HINTS[name] == list[str]}  # also given as "a, b"
+_STRINGS = {name for name, kind in _KINDS.items() if kind is str}
 
 
 def cli_flags() -> list[tuple[str, str, dict[str, Any]]]:
@@ -162,25 +166,36 @@ def cli_flags() -> list[tuple[str, str, dict[str, Any]]]:
 
 
 def _coerce(key: str, value: Any, where: str = "") -> Any:
-    """`value` as the type `key` takes (YAML reads `1e-3` as a string); a clear error when it is not one."""
-    if value is None:
-        return None
+    """`value` as the type `key` takes (YAML reads `1e-3` as a string); a clear error naming the key and the type
+    wanted when it is not one. `null` for a list or mapping means an empty one."""
     label = f"{where}{key}"
+    if value is None:
+        return {} if key in _MAPPINGS else [] if key in _SCOPE_LISTS else None
+    if key in _STRINGS and not isinstance(value, str):
+        raise ConfigError(f"{label} must be a string (a name or path), got {type(value).__name__} {value!r:.60}")
+    if key in _SCOPE_LISTS and not (isinstance(value, str) or (isinstance(value, list)
+                                                              and all(isinstance(v, str) for v in value))):
+        raise ConfigError(f"{label} must be a list of names (or one string 'a, b'), got {value!r:.60}")
     if key in _FLOATS:
         try:
             if isinstance(value, bool):
                 raise ValueError
             return float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{label} must be a number, got {value!r}") from None
+        except (TypeError, ValueError, OverflowError):
+            raise ConfigError(f"{label} must be a number, got {value!r:.60}") from None
     if key in _INTS:
         if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit())):
-            raise ConfigError(f"{label} must be a whole number, got {value!r}")
+            raise ConfigError(f"{label} must be a whole number, got {value!r:.60}")
         return int(value)
     if key in _BOOLS and not isinstance(value, bool):
-        raise ConfigError(f"{label} must be true or false, got {value!r}")
+        raise ConfigError(f"{label} must be true or false, got {value!r:.60}")
     if key in _MAPPINGS and not isinstance(value, dict):
-        raise ConfigError(f"{label} must be a mapping (key: value), got {value!r}")
+        raise ConfigError(f"{label} must be a mapping (key: value), got {value!r:.60}")
+    if key == "input_size":
+        return list(check_input_size(label, value, ConfigError))
+    if key == "phases" and not isinstance(value, list):
+        raise ConfigError(f"{label} must be a list of mappings (steps, trainable_scopes, learning_rate, "
+                          f"lr_multipliers), got {value!r:.60}")
     return value
 
 
@@ -224,10 +239,9 @@ def make_config(file: str | os.PathLike[str] | None = None, **overrides: Any) ->
         if not os.path.isfile(file):
             raise ConfigError(f"config file '{file}' does not exist")
         try:
-            with open(file, encoding="utf-8") as f:
-                loaded = yaml.safe_load(f) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"config file '{file}' is not valid YAML: {first_line(e)}") from e
+            loaded = read_yaml(file, "config file") or {}
+        except YamlError as e:
+            raise ConfigError(str(e)) from e
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file '{file}' must hold a mapping of keys to values")
         for key, value in loaded.items():
@@ -257,7 +271,10 @@ def make_config(file: str | os.PathLike[str] | None = None, **overrides: Any) ->
 
 
 def validate(config: FinetuneConfig) -> None:
-    """Check values; raise `ConfigError` naming the key, what it got and what is allowed."""
+    """Check values; raise `ConfigError` naming the key, what it got and what is allowed.
+
+    Numbers are bounded (`tf1tune.limits`): no NaN or infinity, no steps beyond a billion, no batch beyond 65536.
+    """
     sources = [k for k in ("net", "meta", "frozen") if getattr(config, k)]
     if len(sources) != 1:
         raise ConfigError(f"give exactly one source of --net, --meta, --frozen (got {', '.join(sources) or 'none'})")
@@ -265,38 +282,55 @@ def validate(config: FinetuneConfig) -> None:
         raise ConfigError(f"optimizer '{config.optimizer}' is not supported; choose one of {', '.join(OPTIMIZERS)}")
     if config.net is None and not config.input:
         raise ConfigError(f"--input (the input tensor name) is required with --{sources[0]}")
-    if config.input_size is not None and (len(config.input_size) != 2 or min(config.input_size) < 1):
-        raise ConfigError(f"input_size must be [height, width] of positive integers, got {config.input_size!r}")
-    if config.num_classes is not None and config.num_classes < 2:
-        raise ConfigError(f"num_classes must be at least 2, got {config.num_classes}")
-    positive = {"batch_size": config.batch_size, "checkpoint_every": config.checkpoint_every,
-                "keep_checkpoints": config.keep_checkpoints, "log_every": config.log_every}
-    for key, value in positive.items():
-        if not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{key} must be a positive integer, got {value!r}")
-    if not 0.0 < config.val_fraction < 1.0:
-        raise ConfigError(f"val_fraction must be between 0 and 1, got {config.val_fraction}")
-    if config.clip_norm is not None and config.clip_norm <= 0:
-        raise ConfigError(f"clip_norm must be positive, got {config.clip_norm}")
+    if config.input_size is not None:
+        check_input_size("input_size", config.input_size, ConfigError)
+    if config.num_classes is not None:
+        check_int("num_classes", config.num_classes, 2, MAX_CLASSES, ConfigError)
+    bounds = {"batch_size": MAX_BATCH, "checkpoint_every": MAX_STEPS, "keep_checkpoints": 10_000,
+              "log_every": MAX_STEPS}
+    for key, high in bounds.items():
+        check_int(key, getattr(config, key), 1, high, ConfigError)
+    check_int("seed", config.seed, 0, MAX_SEED, ConfigError)
+    check_float("val_fraction", config.val_fraction, 0.0, 1.0, ConfigError, low_open=True, high_open=True)
+    if config.clip_norm is not None:
+        check_float("clip_norm", config.clip_norm, 0.0, error=ConfigError, low_open=True)
+    total = 0
     for i, phase in enumerate(config.resolved_phases()):
-        if not isinstance(phase.steps, int) or phase.steps < 0:
-            raise ConfigError(f"phase {i + 1}: steps must be a non-negative integer, got {phase.steps!r}")
-        if not phase.learning_rate or phase.learning_rate <= 0:
-            raise ConfigError(f"phase {i + 1}: learning_rate must be positive, got {phase.learning_rate!r}")
-        for scope, m in phase.lr_multipliers.items():
-            if not isinstance(m, (int, float)) or m < 0:
-                raise ConfigError(f"lr multiplier of '{scope}' must be a number >= 0 (0 freezes), got {m!r}")
+        where = f"phase {i + 1}: " if config.phases else ""
+        total += check_int(f"{where}steps", phase.steps, 0, MAX_STEPS, ConfigError)
+        check_float(f"{where}learning_rate", phase.learning_rate, 0.0, error=ConfigError, low_open=True)
+        _check_multipliers(phase.lr_multipliers)
+    if total > MAX_STEPS:
+        raise ConfigError(f"the phases add up to {total:,} steps, more than {MAX_STEPS:,}")
     from tf1tune.data import Augment
+    from tf1tune.errors import DataError
 
     allowed = [f.name for f in dataclasses.fields(Augment)]
     for key in config.augment:
         if key not in allowed:
             raise _bad_key(str(key), allowed, "augment")
-    for scope, m in config.lr_multipliers.items():
-        if isinstance(m, bool) or not isinstance(m, (int, float)) or m < 0:
-            raise ConfigError(f"lr multiplier of '{scope}' must be a number >= 0 (0 freezes), got {m!r}")
+    if config.augment:
+        flip, brightness = config.augment.get("flip", False), config.augment.get("brightness", 0.0)
+        if not isinstance(flip, bool):
+            raise ConfigError(f"augment.flip must be true or false, got {flip!r:.60}")
+        check_float("augment.brightness", brightness, 0.0, 1.0, ConfigError)
+        try:
+            Augment(**config.augment)
+        except (DataError, TypeError, ValueError) as e:
+            raise ConfigError(f"augment: {e}") from e
+    _check_multipliers(config.lr_multipliers)
+    for name, spec in config.masks.items():
+        if not isinstance(spec, (dict, str)):
+            raise ConfigError(f"masks.{name} must be a mapping (rows, columns or indices) or a .npy path, got "
+                              f"{spec!r:.60}")
     if config.resume and config.overwrite:
         raise ConfigError("--resume and --overwrite exclude each other: resume continues the run, overwrite deletes it")
+
+
+def _check_multipliers(multipliers: dict[str, Any]) -> None:
+    for scope, m in multipliers.items():
+        if isinstance(m, bool) or not isinstance(m, (int, float)) or not math.isfinite(m) or m < 0:
+            raise ConfigError(f"lr multiplier of '{scope}' must be a finite number >= 0 (0 freezes), got {m!r}")
 
 
 def check_runnable(config: FinetuneConfig) -> None:

@@ -15,6 +15,7 @@ A run, in order:
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -29,7 +30,8 @@ from tf1tune import data as data_lib
 from tf1tune import plots
 from tf1tune.checkpoints import saver_restore
 from tf1tune.data.feeding import RunFeeder
-from tf1tune.errors import ConfigError, FinetuneWarning
+from tf1tune.errors import ConfigError, FinetuneWarning, TrainingError
+from tf1tune.limits import check_batch_memory
 from tf1tune.restore import restore
 from tf1tune.selection import select
 from tf1tune.train import run_dir as run_dir_lib
@@ -137,8 +139,19 @@ class _Runner:
         return accuracy
 
     def save(self, step: int) -> str:
+        """A checkpoint at `step`, after checking that the trained weights are finite (never saves NaN weights
+        over the last good checkpoint)."""
+        finite = self.training.weights_finite
+        if finite is not None and not bool(self.sess.run(finite)):
+            raise TrainingError(f"training stopped at step {step}: the trained weights are no longer finite (NaN or "
+                                f"inf); {self._kept()}; lower the learning rate or set clip_norm")
         return str(self.saver.save(self.sess, os.path.join(self.run_dir, run_dir_lib.CHECKPOINT_PREFIX),
                                    global_step=step))
+
+    def _kept(self) -> str:
+        last = tf.train.latest_checkpoint(self.run_dir)
+        return (f"the last good checkpoint, {os.path.basename(last)}, is kept" if last
+                else "nothing was saved")
 
     def _log(self, step: int, phase: int, loss_value: float, batch_acc: float) -> None:
         self.writer.add_summary(tf.compat.v1.Summary(value=[
@@ -167,6 +180,12 @@ class _Runner:
             _, loss_value, logits = self.sess.run(
                 [training.train_ops[phase].op, training.loss, self.model.train_logits], feed)
             times.setdefault(phase, []).append(time.perf_counter() - began)
+            if not math.isfinite(float(loss_value)):
+                bar.close()
+                raise TrainingError(
+                    f"training stopped at step {step + 1} (phase {phase + 1}): the loss is {float(loss_value)}; "
+                    f"{self._kept()}; lower the learning rate (now {self.phases[phase].learning_rate:g}) or set "
+                    "clip_norm")
             bar.update(1)
             if (step + 1) % config.log_every == 0 or step + 1 == total:
                 bar.set_postfix(phase=phase + 1, loss=f"{loss_value:.4f}")
@@ -195,11 +214,28 @@ def run_finetune(config: FinetuneConfig, progress: bool = True) -> FinetuneResul
     model = build_task_model(config)
     if model.checkpoint is None and not config.frozen:
         raise ConfigError("a checkpoint to fine-tune from is required (--checkpoint); none was found next to the source")
+    check_batch_memory(config.batch_size, model.image_size, model.channels, ConfigError)
     classes = int(model.train_logits.shape[-1])
     run_dir = run_dir_lib.check_run_dir(config.out, _source_paths(config, model.checkpoint), config.resume,
                                         config.overwrite)
     data = _load_data(config, classes)
-    run_dir_lib.start_run_dir(run_dir, config.overwrite)
+    existed = os.path.isdir(run_dir)
+    try:
+        fresh = run_dir_lib.start_run_dir(run_dir, config.overwrite, config.resume, config.to_dict())
+    except BaseException:  # e.g. a full disk: a directory this run created must not block the rerun
+        if not existed:
+            run_dir_lib.discard_failed_start(run_dir)
+        raise
+    try:
+        return _run(config, model, run_dir, data, classes, progress)
+    except BaseException:
+        if fresh:  # a fresh run that failed leaves nothing that blocks its rerun (a kept checkpoint stays)
+            run_dir_lib.discard_failed_start(run_dir)
+        raise
+
+
+def _run(config: FinetuneConfig, model: TaskModel, run_dir: str, data: data_lib.RunData, classes: int,
+         progress: bool) -> FinetuneResult:
     phases = config.resolved_phases()
     training = build_training(model, config)
     with model.graph.as_default():
@@ -233,7 +269,6 @@ def run_finetune(config: FinetuneConfig, progress: bool = True) -> FinetuneResul
             for t in training.train_ops:
                 t.capture_snapshots(sess)
             metrics = {"accuracy_before": _accuracy(sess, model, feeder, config.batch_size, cached[0])}
-            run_dir_lib.write_config(run_dir, config.to_dict())
             run_dir_lib.write_metrics(run_dir, metrics)  # a resumed run keeps the "before" figure
         step_times = runner.train(start, progress)
         total_steps = runner.total_steps

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ import tensorflow as tf
 import yaml
 
 from tf1tune._fs import contains, write_atomic
-from tf1tune.errors import BadSourceError, ConfigError, SourceNotFoundError, first_line
+from tf1tune.errors import BadSourceError, ConfigError, SourceNotFoundError
 from tf1tune.handle import ModelHandle
 from tf1tune.loaders import load_meta
 
@@ -52,11 +53,57 @@ def check_run_dir(out: str | None, sources: Iterable[str], resume: bool, overwri
     return run_dir
 
 
-def start_run_dir(run_dir: str, overwrite: bool) -> None:
-    """Create the run directory; with `overwrite` (checked by `check_run_dir`) empty it first."""
-    if overwrite and os.path.isdir(run_dir):
+def start_run_dir(run_dir: str, overwrite: bool, resume: bool, config: dict[str, Any]) -> bool:
+    """Create the run directory and mark it as a run from its first write; returns True for a fresh start.
+
+    With `overwrite` (checked by `check_run_dir`) it is emptied first; so are the leftovers of a run that never
+    saved a checkpoint (a failed or killed start), unless resuming. A fresh start writes `config.yaml` at once, so
+    a directory tf1tune created is always recognisable as a run. Temporary files of writes that a kill cut short
+    are removed (one warning).
+    """
+    holds_run = os.path.isdir(run_dir) and tf.train.latest_checkpoint(run_dir) is not None
+    is_marked = any(os.path.isfile(os.path.join(run_dir, m)) for m in RUN_MARKERS)
+    if os.path.isdir(run_dir) and (overwrite or (is_marked and not holds_run and not resume)):
         shutil.rmtree(run_dir)
     os.makedirs(run_dir, exist_ok=True)
+    removed = clean_partial_writes(run_dir)
+    if removed:
+        import warnings
+
+        from tf1tune.errors import FinetuneWarning
+
+        warnings.warn(f"removed {len(removed)} temporary file(s) of writes cut short in '{run_dir}': "
+                      f"{', '.join(removed[:4])}{', ...' if len(removed) > 4 else ''}", FinetuneWarning, stacklevel=2)
+    fresh = not (resume and tf.train.latest_checkpoint(run_dir) is not None)
+    if fresh:
+        write_config(run_dir, config)
+    return fresh
+
+
+# Temporary names of writes cut short: TensorFlow's SaveV2 (`.tempstate<N>`), its atomic writes of the .meta and
+# the state file (`.tmp<32 hex>`), sharded saves (`_temp/` folders) and tf1tune's own (`.name.XXXX.tmp`).
+_PARTIAL = re.compile(r"(.*\.tempstate\d*|.*\.tmp[0-9a-f]{32}|.*_temp(_[0-9a-f]{32})?|\..+\.tmp(-\w+)?)$")
+
+
+def clean_partial_writes(run_dir: str) -> list[str]:
+    """Remove the temporary files and folders that writes killed halfway left in `run_dir`; returns their names."""
+    removed = []
+    for name in sorted(os.listdir(run_dir)):
+        if _PARTIAL.fullmatch(name):
+            path = os.path.join(run_dir, name)
+            if os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.remove(path)
+            removed.append(name)
+    return removed
+
+
+def discard_failed_start(run_dir: str) -> None:
+    """After a fresh run failed: remove its directory when it holds no checkpoint (nothing worth keeping), so that
+    the rerun is not blocked; a directory with checkpoints stays for `--resume`."""
+    if os.path.isdir(run_dir) and tf.train.latest_checkpoint(run_dir) is None:
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def read_metrics(run_dir: str) -> dict[str, Any]:
@@ -116,12 +163,13 @@ def load_run(run_dir: str | os.PathLike[str]) -> Run:
 
 
 def _read_config(path: str) -> dict[str, Any]:
+    from tf1tune._yaml import read_yaml
+    from tf1tune.errors import YamlError
+
     try:
-        with open(path, encoding="utf-8") as f:
-            config = yaml.safe_load(f) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise BadSourceError(f"the run's '{path}' cannot be read ({first_line(e)}); it names the run's "
-                             "validation data") from e
+        config = read_yaml(path, "the run's config") or {}
+    except YamlError as e:
+        raise BadSourceError(f"{e}; it names the run's validation data") from e
     if not isinstance(config, dict):
         raise BadSourceError(f"the run's '{path}' does not hold a mapping")
     return config

@@ -19,6 +19,7 @@ import tensorflow as tf
 from tf1tune.checkpoints import resolve_checkpoint
 from tf1tune.errors import ConfigError, Tf1tuneError
 from tf1tune.graft import graft, unfreeze
+from tf1tune.graph_safety import parse_allow_ops
 from tf1tune.loaders import load_frozen, load_meta
 from tf1tune.names import not_found
 from tf1tune.nets.build import build_net
@@ -28,6 +29,7 @@ from tf1tune.restore import plan_restore
 from tf1tune.selection import scope_matches, select
 from tf1tune.train.batchnorm import batch_norm_to_inference, frozen_batch_norm_layers, frozen_batch_norm_updates
 from tf1tune.train.config import FinetuneConfig
+from tf1tune.train.random_ops import make_stateless
 from tf1tune.train.train_op import TrainOp, build_train_op, load_mask
 
 HEAD_SCOPE = "finetune_head"
@@ -92,10 +94,15 @@ def _build_imported(config: FinetuneConfig) -> TaskModel:
     else:
         assert config.frozen is not None  # validate: exactly one source
         handle = load_frozen(config.frozen)
+    handle.allowed_ops = parse_allow_ops(config.allow_ops)
+    handle.check_safe()  # before anything of the graph runs (unfreeze reads its constants)
+    if config.frozen:
         scopes = [s for s in config.trainable_scopes if s != HEAD_SCOPE]
         scopes += [s for p in config.phases for s in p.trainable_scopes if s != HEAD_SCOPE and s not in scopes]
         if scopes:
             handle = unfreeze(handle, scopes)
+    with handle.graph.as_default():
+        tf.compat.v1.set_random_seed(config.seed)  # before the head is built, so that its initial values are seeded
     if not config.endpoint or not config.num_classes or not config.input:
         raise ConfigError("--input, --endpoint and --num-classes are required with --meta or --frozen")
     images = handle.tensor(config.input)
@@ -160,6 +167,7 @@ class Training:
     histograms: tf.Tensor | None
     notes: list[str]
     probabilities: tf.Tensor
+    weights_finite: tf.Tensor | None = None
 
 
 def _masks(config: FinetuneConfig, graph: tf.Graph) -> dict[str, np.ndarray]:
@@ -183,6 +191,9 @@ def build_training(model: TaskModel, config: FinetuneConfig) -> Training:
         loss = tf.compat.v1.losses.sparse_softmax_cross_entropy(model.labels, model.train_logits)
         regularization = tf.compat.v1.losses.get_regularization_losses()
         total_loss = loss + tf.add_n(regularization) if regularization else loss
+        # every random op of the training tower a function of (seed, step): a resumed run draws what an
+        # uninterrupted one does (before the gradients, which read the random values too)
+        notes += make_stateless(graph, total_loss, global_step, config.seed)[1]
         trainable = graph.get_collection(tf.compat.v1.GraphKeys.TRAINABLE_VARIABLES)
         phase_scopes = [p.trainable_scopes or model.default_scopes for p in phases]
         phase_vars = [select(trainable, include_scopes=s, regex=config.regex_scopes) for s in phase_scopes]
@@ -203,9 +214,12 @@ def build_training(model: TaskModel, config: FinetuneConfig) -> Training:
                 multipliers=phase.lr_multipliers, regex=config.regex_scopes, clip_norm=config.clip_norm,
                 masks={k: m for k, m in masks.items() if k in {v.op.name for v in variables}},
                 global_step=global_step, update_ops=kept, name=f"phase{i + 1}"))
+        floats = [v for v in trained.values() if v.dtype.base_dtype.is_floating]
+        weights_finite = tf.reduce_all(tf.stack([tf.reduce_all(tf.math.is_finite(v)) for v in floats]),
+                                       name="weights_finite") if floats else None
         hist_vars = select(model.model_variables, include_scopes=config.histograms) if config.histograms else []
         histograms = tf.compat.v1.summary.merge([tf.compat.v1.summary.histogram(v.op.name, v) for v in hist_vars]) \
             if hist_vars else None
     return Training(global_step=global_step, loss=loss, train_ops=train_ops, trained=trained,
                     trained_scopes=sorted({n.rsplit("/", 1)[0] for n in trained}), histograms=histograms, notes=notes,
-                    probabilities=probabilities)
+                    probabilities=probabilities, weights_finite=weights_finite)
