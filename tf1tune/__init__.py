@@ -26,11 +26,13 @@ if TYPE_CHECKING:  # the one export list: type checkers read these imports, `__g
     from tf1tune.checkpoints import resolve_checkpoint
     from tf1tune.data import load_dataset
     from tf1tune.errors import (
+        AllowedOpsWarning,
         BadSourceError,
         CheckpointMismatchError,
         CheckpointWarning,
         ConfigError,
         DataError,
+        DataWarning,
         EnvironmentProblem,
         ExportError,
         FinetuneWarning,
@@ -44,8 +46,11 @@ if TYPE_CHECKING:  # the one export list: type checkers read these imports, `__g
         SourceNotFoundError,
         SurgeryError,
         Tf1tuneError,
+        TrainingError,
         TrainWarning,
         UnknownOpsError,
+        UnsafeGraphError,
+        YamlError,
     )
     from tf1tune.export.freeze import freeze
     from tf1tune.export.optimize import optimize
