@@ -110,7 +110,9 @@ def test_inconsistent_output_shapes_are_stripped_with_a_warning(tiny, tmp_path):
 def test_options_that_do_not_apply_and_impossible_input_sizes(capsys, tiny):
     with pytest.raises(tf1tune.Tf1tuneError, match="option 'checkpoint' does not apply to a frozen source"):
         tf1tune.load(tiny.frozen_binary, checkpoint=tiny.ckpt_v2)
-    assert "cannot be built on inputs of shape [None, 0, 0, 1]" in _cli_error(
+    assert "cannot be built on inputs of shape [None, 1, 1, 1]" in _cli_error(
+        capsys, "inspect", "slim:digits_cnn", "--input-size", "1", "1")
+    assert "input size height must be from 1 to 8,192, got 0" in _cli_error(
         capsys, "inspect", "slim:digits_cnn", "--input-size", "0", "0")
 
 

@@ -76,7 +76,7 @@ YAMLS: dict[str, str | dict] = {
     "augment_brightness": {"augment": {"brightness": float("inf")}},
     "augment_unknown": {"augment": {"rotate": 10}},
     "masks_int": {"masks": 5},
-    "masks_null": {"masks": None},
+    "masks_list": {"masks": [1]},
     "mask_missing_var": {"masks": {"no/such/var": {"rows": [0]}}},
     "exclude_int": {"exclude_scopes": 5},
     "trainable_int": {"trainable_scopes": 7},

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import re
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -33,6 +32,7 @@ from typing import Any
 from tensorflow.core.framework import graph_pb2, node_def_pb2, types_pb2
 
 from tf1tune.errors import AllowedOpsWarning, BadSourceError, UnsafeGraphError
+from tf1tune.limits import memory_limit
 
 # Op families (the gen_*_ops module of the op's Python wrapper) whose ops only compute, in memory.
 _COMPUTE_FAMILIES = frozenset({
@@ -290,15 +290,6 @@ def _queue_runner_only(graph_def: graph_pb2.GraphDef) -> set[str]:
         return set()
     inside = _ancestors(nodes, sinks)
     return inside - _ancestors(nodes, set(nodes) - inside)
-
-
-@functools.lru_cache(maxsize=1)
-def memory_limit() -> int:
-    """Bytes of physical memory of this machine (what no single tensor may claim)."""
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError, AttributeError):  # not POSIX: a generous fixed bound
-        return 64 << 30
 
 
 def _dtype_size(dtype: int) -> int:

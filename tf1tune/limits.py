@@ -7,7 +7,9 @@ NaN weights. Each check raises the caller's error class with one line naming the
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 from typing import Any
 
 from tf1tune.errors import Tf1tuneError
@@ -17,6 +19,15 @@ MAX_BATCH = 1 << 16
 MAX_INPUT_SIDE = 8192            # pixels per side of a net's input
 MAX_CLASSES = 1_000_000
 MAX_SEED = 2 ** 63 - 1
+
+
+@functools.lru_cache(maxsize=1)
+def memory_limit() -> int:
+    """Bytes of physical memory of this machine (what no single tensor may claim)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):  # not POSIX: a generous fixed bound
+        return 64 << 30
 
 
 def check_int(label: str, value: Any, low: int, high: int, error: type[Tf1tuneError] = Tf1tuneError) -> int:
@@ -53,8 +64,6 @@ def check_input_size(label: str, size: Any, error: type[Tf1tuneError] = Tf1tuneE
 def check_batch_memory(batch: int, size: tuple[int, int], channels: int,
                        error: type[Tf1tuneError] = Tf1tuneError) -> None:
     """Refuse a batch whose float32 input alone takes more than a quarter of this machine's memory."""
-    from tf1tune.graph_safety import memory_limit
-
     need = batch * size[0] * size[1] * channels * 4
     if need > memory_limit() // 4:
         raise error(f"a batch of {batch:,} images of {size[0]}x{size[1]}x{channels} takes {need / 2 ** 30:.1f} GB as "

@@ -5,6 +5,7 @@
 | `config`    | `FinetuneConfig`: defaults, YAML, flags generated from the fields, every validation            |
 | `task`      | the task model for a source (slim net, `.meta`, frozen graph), the restore choice, train ops   |
 | `batchnorm` | the one frozen-batch-norm rule: update ops of frozen layers dropped, inference-mode rewiring   |
+| `random_ops`| the training graph's random ops made stateless in (seed, step): resumed runs are exact         |
 | `train_op`  | one training step: optimizer groups, learning-rate multipliers, clipping, element-wise masks   |
 | `loop`      | `run_finetune`: restore, train in phases, checkpoints, events, metrics                         |
 | `run_dir`   | the run directory's format, written by fine-tuning and read by export                          |
