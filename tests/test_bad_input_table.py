@@ -189,6 +189,8 @@ CASES: list[tuple[str, list[str], str | None]] = [
     ("freeze-out-dir-missing", ["freeze", "{pb}", "--outputs", "probs", "--out", "{tmp}/no/such/dir/f.pb"], None),
     ("freeze-read-only", ["freeze", "{pb}", "--outputs", "probs", "--out", "{ro}/f.pb"], "read-only", FS),
     ("freeze-disk-full", ["freeze", "{pb}", "--outputs", "probs", "--out", "{full}/f.pb"], "disk is full", FS),
+    ("freeze-overwrite-disk-full", ["freeze", "{pb}", "--outputs", "probs", "--out", "{full}/keep.pb", "--overwrite"],
+     "disk is full", FS),
     ("freeze-rtol-nan", ["freeze", "{pb}", "--outputs", "probs", "--rtol", "nan", "--out", "{out}/f.pb"], "rtol"),
     ("freeze-rtol-negative", ["freeze", "{pb}", "--outputs", "probs", "--rtol", "-1", "--out", "{out}/f.pb"], "rtol"),
     ("freeze-atol-inf", ["freeze", "{pb}", "--outputs", "probs", "--atol", "inf", "--out", "{out}/f.pb"], "atol"),
@@ -378,6 +380,8 @@ def paths(tiny, tmp_path_factory, truncated_digits_module):
         mounted.append(p["ro"])
     if _mount(p["full"], "64k"):
         mounted.append(p["full"])
+        with open(os.path.join(p["full"], "keep.pb"), "wb") as f:  # an earlier output a failed write must keep
+            f.write(b"previous output")
         fd = os.open(os.path.join(p["full"], "filler"), os.O_WRONLY | os.O_CREAT)
         try:
             while os.write(fd, bytes(4096)):
@@ -474,6 +478,10 @@ def test_bad_input_is_one_line_and_exit_2(paths, before, case):
     if expected:
         assert expected in outcome.error_lines[0], outcome.error_lines[0]
     assert not os.path.exists(paths["trace"]), "a hostile op ran"
+    if FS in marks:  # nothing half-done: no partial output, the previous output intact, no run directory left
+        assert sorted(os.listdir(paths["full"])) == ["filler", "keep.pb"], os.listdir(paths["full"])
+        assert open(os.path.join(paths["full"], "keep.pb"), "rb").read() == b"previous output"
+        assert os.listdir(paths["ro"]) == []
     assert _digest(paths) == before, "a source was written"
 
 
