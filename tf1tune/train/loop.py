@@ -236,6 +236,7 @@ def run_finetune(config: FinetuneConfig, progress: bool = True) -> FinetuneResul
 
 def _run(config: FinetuneConfig, model: TaskModel, run_dir: str, data: data_lib.RunData, classes: int,
          progress: bool) -> FinetuneResult:
+    classes = int(model.train_logits.shape[-1])
     phases = config.resolved_phases()
     training = build_training(model, config)
     with model.graph.as_default():
