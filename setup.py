@@ -24,7 +24,11 @@ setup(
         "tensorboard",  # `tensorboard --logdir runs`: TensorFlow 2.21 no longer installs it
         "matplotlib",  # curves.png, confusion.png, tf1tune eval --png
     ],
-    extras_require={"test": ["pytest", "pytest-xdist", "mypy", "ruff"], "onnx": ["tf2onnx>=1.17", "onnxruntime>=1.20"],
-                    "tflite": ["ai-edge-litert"]},
+    extras_require={
+        # The tests cover every export target, so they install the onnx and tflite extras too.
+        "test": ["pytest", "pytest-xdist", "mypy", "ruff", "tf2onnx>=1.17", "onnxruntime>=1.20", "ai-edge-litert"],
+        "onnx": ["tf2onnx>=1.17", "onnxruntime>=1.20"],
+        "tflite": ["ai-edge-litert"],
+    },
     entry_points={"console_scripts": ["tf1tune=tf1tune.cli:main"]},
 )
