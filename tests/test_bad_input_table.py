@@ -269,6 +269,8 @@ CASES: list[tuple[str, list[str], str | None]] = [
     ("ft-out-not-a-run", _ft("--overwrite", out="{not_a_run}"), "not a tf1tune run"),
     ("ft-train-data-missing", [*_RUN[:9], "--train-data", "{tmp}/none.npz", *_RUN[11:], "--out", "{out}/run"],
      "does not exist"),
+    ("ft-four-channels", [*_RUN[:9], "--train-data", "{rgba5_data}", "--val-data", "{rgba5_data}", *_RUN[13:],
+                          "--out", "{out}/run"], "channels"),
     ("ft-nan-pixels", [*_RUN[:9], "--train-data", "{nan_data}", "--val-data", "{nan_data}", *_RUN[13:],
                        "--out", "{out}/run"], "the loss is nan"),
     ("ft-rank-three", [*_RUN[:9], "--train-data", "{rank5_data}", "--val-data", "{rank5_data}", *_RUN[13:],

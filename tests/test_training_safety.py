@@ -86,3 +86,13 @@ def test_temporary_files_of_a_killed_write_are_removed_on_the_next_start(image, 
     assert not set(partial) & set(os.listdir(out))
     assert tf.train.latest_checkpoint(out).endswith("model.ckpt-4")
 
+
+def test_rgb_npz_for_a_grayscale_net_is_converted_with_a_warning(image, tmp_path):
+    path = tmp_path / "rgb.npz"
+    rng = np.random.default_rng(0)
+    np.savez(path, x=rng.uniform(0, 255, (8, 8, 8, 3)).astype(np.float32), y=np.arange(8) % 2)
+    argv = _argv(image, str(tmp_path / "run"), "--steps", "1")
+    argv[argv.index("--train-data") + 1] = argv[argv.index("--val-data") + 1] = str(path)
+    outcome = run_cli(argv)
+    assert outcome.code == 0, outcome.err[-1500:]
+    assert "x has 3 channels (RGB) but the net takes 1; converting to grayscale" in outcome.err

@@ -45,6 +45,32 @@ def open_run_data(train_data: str, val_data: str | None, val_fraction: float, se
     return RunData(train=train, val=val, skipped=Skipped(allowed=skip_bad_images))
 
 
+def channel_notes(data: RunData, channels: int) -> list[str]:
+    """Check the channels of array data (`.npz`, named tasks) against the net's; return one note per conversion.
+
+    Image files are decoded to the net's channels as photos always are (gray <-> RGB, alpha dropped), so only
+    arrays are checked: 1, 3 or 4 (RGBA) channels are converted with a note, any other count is an error,
+    since no conversion of it is the image the user meant.
+
+    Raises:
+        DataError: an array whose channel count is not 1, 3 or 4.
+    """
+    notes: list[str] = []
+    for role, source in (("training", data.train), ("validation", data.val)):
+        if source.kind != "array" or source.array is None:
+            continue
+        have = int(source.array.shape[-1])
+        if have not in (1, 3, 4):
+            raise DataError(f"{role} data '{source.name}': x has {have} channels but the net takes {channels}; "
+                            "give images with 1 (gray), 3 (RGB) or 4 (RGBA) channels")
+        if have != channels:
+            what = {1: "grayscale", 3: "RGB"}[channels] if channels in (1, 3) else f"{channels} channels"
+            kind = {1: "gray", 3: "RGB", 4: "RGBA"}[have]
+            notes.append(f"{role} data '{source.name}': x has {have} channels ({kind}) but the net takes "
+                         f"{channels}; converting to {what}")
+    return notes
+
+
 def cached_phases(train_endpoint: tf.Tensor | None, eval_endpoint: tf.Tensor | None, images: tf.Tensor,
                   phase_variables: Sequence[Sequence[str]], phase_fetches: Sequence[Sequence[Any]],
                   feed: dict[tf.Tensor, Any], augment: Augment | None) -> tuple[list[bool], str | None]:

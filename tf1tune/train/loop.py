@@ -29,7 +29,7 @@ import tensorflow as tf
 from tf1tune import data as data_lib
 from tf1tune import plots
 from tf1tune.checkpoints import saver_restore
-from tf1tune.data.feeding import RunFeeder
+from tf1tune.data.feeding import RunFeeder, channel_notes
 from tf1tune.errors import ConfigError, FinetuneWarning, TrainingError
 from tf1tune.limits import check_batch_memory
 from tf1tune.restore import restore
@@ -85,10 +85,12 @@ def _source_paths(config: FinetuneConfig, checkpoint: str | None) -> list[str]:
     return paths
 
 
-def _load_data(config: FinetuneConfig, classes: int) -> data_lib.RunData:
+def _load_data(config: FinetuneConfig, classes: int, channels: int) -> data_lib.RunData:
     assert config.train_data is not None  # check_runnable
     data = data_lib.open_run_data(config.train_data, config.val_data, config.val_fraction, config.seed,
                                   config.skip_bad_images)
+    for note in channel_notes(data, channels):
+        warnings.warn(note, FinetuneWarning, stacklevel=2)
     for name, source in (("train", data.train), ("validation", data.val)):
         if len(source) and int(source.labels.max()) >= classes:
             raise ConfigError(f"{name} data has labels up to {int(source.labels.max())} but the task has {classes} "
@@ -218,7 +220,7 @@ def run_finetune(config: FinetuneConfig, progress: bool = True) -> FinetuneResul
     classes = int(model.train_logits.shape[-1])
     run_dir = run_dir_lib.check_run_dir(config.out, _source_paths(config, model.checkpoint), config.resume,
                                         config.overwrite)
-    data = _load_data(config, classes)
+    data = _load_data(config, classes, model.channels)
     existed = os.path.isdir(run_dir)
     try:
         fresh = run_dir_lib.start_run_dir(run_dir, config.overwrite, config.resume, config.to_dict())
