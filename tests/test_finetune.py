@@ -62,7 +62,7 @@ def test_frozen_weights_and_batch_norm_statistics_are_bit_identical(two_phase_ru
     assert not [n for n in result.changed if n.startswith(FROZEN_LAYERS)]
     assert "DigitsCNN/Conv2d_3/weights" in result.changed  # phase 2 trained it
     assert "DigitsCNN/Conv2d_3/BatchNorm/moving_mean" in result.changed  # its batch norm ran in training mode
-    assert "DigitsCNN/Logits/Conv2d_1x1/weights" in result.shape_changed  # the new 2-class head
+    assert "DigitsCNN/Logits/Conv2d_1x1/weights" in result.reshaped  # the new 2-class head
 
 
 def test_run_directory_holds_events_config_and_readable_checkpoints(two_phase_run):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 HELP = "compare two checkpoints variable by variable (prove that frozen weights did not move)"
 EPILOG = """examples:
@@ -17,7 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("a", help="first checkpoint (prefix, file or directory)")
     parser.add_argument("b", help="second checkpoint (prefix, file or directory)")
     parser.add_argument("--json", action="store_true",
-                        help="print JSON with keys changed ({name: {count, max_abs}}), unchanged, only_in_a, only_in_b")
+                        help="print strict JSON with keys changed ({name: {count, max_abs}}), unchanged, "
+                             "reshaped ({name: {shape_a, shape_b, dtype_a, dtype_b}}), only_in_a, only_in_b")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,5 +25,5 @@ def run(args: argparse.Namespace) -> int:
     from tf1tune.diff import diff_checkpoints
 
     result = diff_checkpoints(args.a, args.b)
-    print(json.dumps(result.to_dict(), indent=2) if args.json else result.format())
+    print(result.to_json() if args.json else result.format())
     return 0

@@ -8,7 +8,6 @@ which checkpoint entries go unused (`--json`: the key `plan`).
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -53,6 +52,7 @@ def _split(values: Sequence[str] | None) -> list[str] | None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the summary (and the restore plan when a checkpoint is given for a graph source)."""
+    from tf1tune import _json
     from tf1tune.errors import Tf1tuneError
     from tf1tune.inspection import format_summary, inspect_source, summarize_handle
     from tf1tune.loaders import detect_kind, load
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         summary = inspect_source(args.source, **options)
     if args.json:
-        print(json.dumps(summary, indent=2))
+        print(_json.dumps(summary))
     else:
         print(format_summary(summary, max_rows=args.max_rows))
         if plan is not None:

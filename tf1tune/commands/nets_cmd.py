@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 HELP = "list the registered nets (slim:NAME sources)"
@@ -16,6 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the registry."""
+    from tf1tune import _json
     from tf1tune.nets.registry import get_net, list_nets
 
     rows: list[dict[str, Any]] = []
@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
                      "classifier_scopes": list(c.classifier_scopes), "default_endpoint": c.default_endpoint,
                      "preprocessing": c.preprocessing, "description": c.description})
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(_json.dumps(rows))
         return 0
     print(f"{'name':<16} {'input':<9} {'classes':<8} {'classifier scopes':<44} default endpoint")
     for r in rows:
