@@ -7,7 +7,7 @@ import os
 import pytest
 
 import tf1tune  # noqa: F401  (installs the compat shim before tests build nets)
-from tests import model_factory
+from tests import model_factory, tf1_style
 
 LEGACY = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "legacy-models")
 DIGITS = os.path.join(os.path.dirname(__file__), "..", "checkpoints", "digits_cnn")
@@ -17,6 +17,12 @@ DIGITS = os.path.join(os.path.dirname(__file__), "..", "checkpoints", "digits_cn
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> model_factory.TinyModels:
     """The tiny model written in every format (see tests/model_factory.py)."""
     return model_factory.write_all(str(tmp_path_factory.mktemp("tiny")))
+
+
+@pytest.fixture(scope="session")
+def tf1_cnn(tmp_path_factory: pytest.TempPathFactory) -> tf1_style.Tf1Cnn:
+    """A CNN in the style of TF 1.x scripts: tf.cond batch norm on an `is_training` placeholder (tests/tf1_style.py)."""
+    return tf1_style.write_tf1_cnn(str(tmp_path_factory.mktemp("tf1_cnn")))
 
 
 @pytest.fixture(scope="session")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
 from tf1tune.cli import main
 
+DIGITS = os.path.join(os.path.dirname(__file__), "..", "checkpoints", "digits_cnn")
 KEYS = {"kind", "variables", "inputs", "outputs", "ops", "num_params", "tensorflow_version"}
 
 
@@ -54,3 +56,41 @@ def test_human_output_has_summary_lines(capsys, tiny):
     assert main(["inspect", tiny.meta]) == 0
     out = capsys.readouterr().out
     assert "Total params:" in out and "Trainable params:" in out and "hidden/kernel" in out and "Ops (" in out
+
+
+def _output_names(capsys, source: str) -> list[str]:
+    return [t["name"] for t in _inspect_json(capsys, source)["outputs"]]
+
+
+def test_outputs_of_frozen_graphs_are_what_a_user_feeds_to_outputs(capsys, tf1_cnn):
+    # fused batch norm's side outputs (batch mean/variance, reserve spaces) and cond plumbing are not outputs
+    assert _output_names(capsys, tf1_cnn.frozen_inference) == ["probs:0"]
+    assert _output_names(capsys, tf1_cnn.frozen) == ["probs:0"]
+
+
+def test_outputs_of_a_tf1_training_graph_leave_out_cond_plumbing(capsys, tf1_cnn):
+    names = _output_names(capsys, tf1_cnn.meta)
+    assert "probs:0" in names and not [n for n in names if "/cond" in n or "pred_id" in n], names
+    assert set(names) == {"probs:0", "sparse_softmax_cross_entropy_loss/value:0"}
+
+
+def test_outputs_of_a_frozen_slim_net(capsys, tmp_path):
+    out = str(tmp_path / "digits.pb")
+    assert main(["freeze", "--net", "digits_cnn", "--checkpoint", DIGITS,
+                 "--outputs", "DigitsCNN/Predictions/Softmax:0", "--out", out]) == 0
+    capsys.readouterr()
+    assert _output_names(capsys, out) == ["DigitsCNN/Predictions/Softmax:0"]
+
+
+def test_every_output_of_a_multi_output_op_nothing_consumes_is_kept(capsys, tmp_path):
+    import tensorflow as tf
+
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 5], name="x")
+        flag = tf.compat.v1.placeholder_with_default(False, [], name="flag")
+        tf.nn.top_k(tf.compat.v1.cond(flag, lambda: x * 2.0, lambda: x), k=2, name="top")
+        tf.shape(x, name="batch_shape")[0]
+    path = str(tmp_path / "g.pb")
+    tf.io.write_graph(graph.as_graph_def(), str(tmp_path), "g.pb", as_text=False)
+    assert _output_names(capsys, path) == ["top:0", "top:1"]

@@ -7,7 +7,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from tf1tune.graphdef import PLACEHOLDER_OPS, VARIABLE_OPS
+from tf1tune.graphdef import FUSED_BATCH_NORM_OPS, PLACEHOLDER_OPS, VARIABLE_OPS
 from tf1tune.names import not_found
 
 # Op types whose outputs are never a model's "output": bookkeeping, saving, initialisation, training.
@@ -27,6 +27,10 @@ _NOT_OUTPUT_SCOPES = ("save/", "save_", "gradients/", "gradients_", "init", "rep
 _VARIABLE_OPS = VARIABLE_OPS | {"Const"}  # what a "read" reads
 _CONTROL_FLOW_OPS = frozenset({"If", "StatelessIf", "While", "StatelessWhile", "Switch", "Merge", "Enter", "Exit", "NextIteration", "LoopCond", "RefSwitch",
                                "RefMerge", "RefEnter", "RefExit"})
+_SWITCH_OPS = frozenset({"Switch", "RefSwitch"})
+_SHAPE_OPS = frozenset({"Shape", "ShapeN", "Size", "Rank"})
+# Ops whose outputs after the first are training-time statistics (batch mean and variance, reserve spaces).
+_STATISTICS_SIDE_OUTPUT_OPS = FUSED_BATCH_NORM_OPS
 
 
 @dataclass
@@ -39,7 +43,7 @@ class ModelHandle:
         graph: The `tf.Graph` the model lives in; tf1tune never uses the global default graph.
         endpoints: Named tensors to graft on (slim `end_points`; for imported graphs the candidate outputs).
         inputs: Candidate input tensors (placeholders).
-        outputs: Candidate output tensors (produced by ops that nothing consumes).
+        outputs: Candidate output tensors: what nothing consumes, without plumbing (see `candidate_outputs`).
         checkpoint: Checkpoint prefix holding the variables' values, if any.
         tensorflow_version: TensorFlow version that wrote the source, when recorded.
         saver: A `tf.compat.v1.train.Saver` that restores `checkpoint` into the graph, if any.
@@ -182,25 +186,52 @@ def candidate_inputs(graph: tf.Graph) -> list[tf.Tensor]:
 
 
 def candidate_outputs(graph: tf.Graph) -> list[tf.Tensor]:
-    """Outputs of ops that nothing consumes, leaving out saving, initialisation and training ops."""
+    """What a user would pass to `--outputs`: tensors nothing consumes that carry the model's data.
+
+    Left out: saving, initialisation, summary and training ops; variable reads; control-flow plumbing (ops
+    inside a cond or loop, a cond's `pred_id`); shape plumbing (anything computed from `Shape`, `Size` or
+    `Rank` only); the unconsumed side outputs of an op whose other output is used, and batch-norm statistics
+    (`FusedBatchNormV3:1..5`). When the graph has placeholders other than boolean switches, an output must
+    depend on one of them.
+    """
     consumed = {t.name for op in graph.get_operations() for t in op.inputs}
     consumed |= {c.name for op in graph.get_operations() for c in op.control_inputs}
+    data = _data_dependent_ops(graph)
     found = []
     for op in graph.get_operations():
         if op.type in _NOT_OUTPUT_OPS or op.type.startswith(_NOT_OUTPUT_OP_PREFIXES):
             continue
         if op.name.startswith(_NOT_OUTPUT_SCOPES) or "/gradients/" in op.name or op.name in consumed:
             continue
-        if op.inputs and all(t.op.type in _VARIABLE_OPS for t in op.inputs):  # a variable's read
+        if data is not None and op.name not in data:  # constants, variable reads, switches, shapes only
             continue
         if op.type in _CONTROL_FLOW_OPS or op._get_control_flow_context() is not None:  # inside a cond / while
             continue
-        if any(t.op.type in _CONTROL_FLOW_OPS for t in op.inputs) and "/cond" in op.name:  # a cond's side outputs
+        if any(t.op.type in _SWITCH_OPS for t in op.inputs):  # inside a cond of a GraphDef (no context recorded)
             continue
-        for t in op.outputs:
-            if t.name not in consumed and t.dtype != tf.resource:
-                found.append(t)
+        if any(t.name in consumed for t in op.outputs):  # the rest are side outputs of a used op
+            continue
+        outputs = op.outputs[:1] if op.type in _STATISTICS_SIDE_OUTPUT_OPS else op.outputs
+        found += [t for t in outputs if t.dtype != tf.resource]
     return found
+
+
+def _data_dependent_ops(graph: tf.Graph) -> set[str] | None:
+    """Names of the ops that depend on a non-boolean placeholder (following data edges, not through shape
+    queries); None when the graph has no such placeholder (e.g. an input pipeline baked in)."""
+    stack = [op for op in graph.get_operations() if op.type in PLACEHOLDER_OPS and op.outputs[0].dtype != tf.bool
+             and not op.name.startswith(_NOT_OUTPUT_SCOPES)]
+    if not stack:
+        return None
+    seen: set[str] = set()
+    while stack:
+        op = stack.pop()
+        if op.name in seen:
+            continue
+        seen.add(op.name)
+        if op.type not in _SHAPE_OPS:  # a shape is plumbing, not data
+            stack += [c for t in op.outputs for c in t.consumers()]
+    return seen
 
 
 def named_endpoints(tensors: list[tf.Tensor]) -> dict[str, tf.Tensor]:
