@@ -94,3 +94,41 @@ def test_every_output_of_a_multi_output_op_nothing_consumes_is_kept(capsys, tmp_
     path = str(tmp_path / "g.pb")
     tf.io.write_graph(graph.as_graph_def(), str(tmp_path), "g.pb", as_text=False)
     assert _output_names(capsys, path) == ["top:0", "top:1"]
+
+
+def test_graph_only_meta_reports_the_files_op_counts_and_still_restores(capsys, tmp_path):
+    # a .meta without a saver_def (tf.compat.v1.train.export_meta_graph without a Saver): loading it must not
+    # add a Saver's ops to the user's graph; the checkpoint is still restored by the first session
+    import collections
+
+    import numpy as np
+    import tensorflow as tf
+
+    import tf1tune
+
+    graph = tf.Graph()
+    with graph.as_default(), tf.compat.v1.variable_scope("", use_resource=False):
+        x = tf.compat.v1.placeholder(tf.float32, [None, 4], name="x")
+        w = tf.compat.v1.get_variable("w", initializer=tf.ones([4, 2]))
+        tf.matmul(x, w, name="y")
+        meta = tf.compat.v1.train.export_meta_graph(str(tmp_path / "g.meta"), graph=graph)
+        with tf.compat.v1.Session() as sess:
+            w.load(np.full((4, 2), 3.0, np.float32), sess)
+            tf.compat.v1.train.Saver().save(sess, str(tmp_path / "g"), write_meta_graph=False)
+    assert not meta.HasField("saver_def")
+    in_file = dict(collections.Counter(n.op for n in meta.graph_def.node))
+    assert _inspect_json(capsys, str(tmp_path / "g.meta"))["ops"] == dict(sorted(in_file.items()))
+    handle = tf1tune.load(str(tmp_path / "g.meta"))
+    assert sorted(op.type for op in handle.graph.get_operations()) == sorted(n.op for n in meta.graph_def.node)
+    with handle.session() as sess:
+        assert (sess.run(handle.variable("w")) == 3.0).all() and handle.initialized_fresh == []
+
+
+def test_loading_a_slim_net_with_a_checkpoint_adds_no_saver_until_a_session_restores(tiny):
+    import tf1tune
+
+    handle = tf1tune.load("slim:digits_cnn", checkpoint=DIGITS, num_classes=10)
+    assert not [op for op in handle.graph.get_operations() if op.type in ("SaveV2", "RestoreV2")]
+    with handle.session() as sess:
+        assert handle.initialized_fresh == []
+        sess.run(handle.outputs[0], {handle.inputs[0]: __import__("numpy").zeros((1, 8, 8, 1), "float32")})

@@ -46,7 +46,11 @@ class ModelHandle:
         outputs: Candidate output tensors: what nothing consumes, without plumbing (see `candidate_outputs`).
         checkpoint: Checkpoint prefix holding the variables' values, if any.
         tensorflow_version: TensorFlow version that wrote the source, when recorded.
-        saver: A `tf.compat.v1.train.Saver` that restores `checkpoint` into the graph, if any.
+        saver: The `tf.compat.v1.train.Saver` that restores `checkpoint`: the source's own (a `.meta` with a
+            `saver_def`), else None until the first restoring `session()` builds one over `restore_variables`, so
+            loading and inspecting add no ops to the graph.
+        restore_variables: The variables a Saver built by `session()` restores: those of the source, as loaded
+            (not the heads grafted on later).
         net: The registered net config (slim sources only).
         signatures: SavedModel signatures, `{name: {"inputs": {...}, "outputs": {...}}}` of tensor names.
         repairs: One line per repair applied to make the source import on this TensorFlow.
@@ -65,6 +69,7 @@ class ModelHandle:
     checkpoint: str | None = None
     tensorflow_version: str | None = None
     saver: Any = None
+    restore_variables: list[tf.Variable] = field(default_factory=list)
     net: Any = None
     signatures: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
     repairs: list[str] = field(default_factory=list)
@@ -77,6 +82,7 @@ class ModelHandle:
         """A handle on an imported graph whose inputs, outputs and endpoints are found in the graph itself:
         placeholders, tensors nothing consumes, and those tensors keyed by op name."""
         outputs = candidate_outputs(graph)
+        fields.setdefault("restore_variables", list(graph.get_collection(tf.compat.v1.GraphKeys.GLOBAL_VARIABLES)))
         return cls(kind=kind, source=source, graph=graph, endpoints=named_endpoints(outputs),
                    inputs=candidate_inputs(graph), outputs=outputs, **fields)
 
@@ -145,7 +151,7 @@ class ModelHandle:
         sess = tf.compat.v1.Session(graph=self.graph)
         if restore and self.variables:
             try:
-                if self.saver is not None and self.checkpoint:
+                if self.checkpoint and self._restore_saver() is not None:
                     saver_restore(self.saver, sess, self.checkpoint)
                 with self.graph.as_default():
                     self.initialized_fresh = initialize_uninitialized(sess, self.variables)
@@ -162,6 +168,13 @@ class ModelHandle:
         from tf1tune.graph_safety import require_safe
 
         require_safe(self.risks, self.source, self.allowed_ops)
+
+    def _restore_saver(self) -> Any:
+        """`saver`, built over `restore_variables` the first time a session restores a source without its own."""
+        if self.saver is None and self.restore_variables:
+            with self.graph.as_default():
+                self.saver = tf.compat.v1.train.Saver(self.restore_variables)
+        return self.saver
 
 
 def initialize_uninitialized(sess: tf.compat.v1.Session, variables: list[tf.Variable]) -> list[str]:

@@ -25,7 +25,7 @@ def warn_repairs(source: str, repairs: list[str]) -> None:
 def import_meta_graph_def(
     meta: meta_graph_pb2.MetaGraphDef, source: str
 ) -> tuple[tf.Graph, tf.compat.v1.train.Saver | None, list[str]]:
-    """Repair `meta`, import it into a new graph; returns (graph, saver or None, repair lines).
+    """Repair `meta`, import it into a new graph; returns (graph, the file's own saver or None, repair lines).
 
     When the first import fails on `_output_shapes` hints that contradict today's shape inference,
     the hints are stripped and the import is tried once more (`tf1tune.graphdef.import_with_repair`).
@@ -41,8 +41,18 @@ def import_meta_graph_def(
 
 
 def _import(meta: meta_graph_pb2.MetaGraphDef) -> tuple[tf.Graph, tf.compat.v1.train.Saver | None]:
+    """Import `meta` into a new graph, adding no op the file does not hold.
+
+    With a `saver_def`, `import_meta_graph` rebuilds the file's own Saver from its ops. Without one,
+    `import_meta_graph` would build a new Saver (SaveV2, RestoreV2, Assign ops) into the graph; the graph is
+    imported without it instead, and `ModelHandle.session()` builds a Saver only when it restores.
+    """
+    from tensorflow.python.framework import meta_graph
+
     graph = tf.Graph()
     with graph.as_default(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        saver = tf.compat.v1.train.import_meta_graph(meta, clear_devices=True)
-    return graph, saver
+        if meta.HasField("saver_def"):
+            return graph, tf.compat.v1.train.import_meta_graph(meta, clear_devices=True)
+        meta_graph.import_scoped_meta_graph(meta, clear_devices=True)
+    return graph, None

@@ -56,7 +56,7 @@ def load_slim(
         images = tf.compat.v1.placeholder(tf.float32, [batch_size, height, width, config.channels], name="input")
         net_input = get_preprocessing(config.preprocessing)(images) if preprocess else images
         output, end_points = build_net(name, net_input, num_classes=classes, is_training=is_training)  # type: ignore[arg-type]
-        saver = tf.compat.v1.train.Saver(tf.compat.v1.global_variables()) if checkpoint else None
+        net_variables = tf.compat.v1.global_variables()  # restored by the first session; no Saver ops until then
     outputs = [output] + [end_points[k] for k in ("Predictions", "predictions") if k in end_points]
     return ModelHandle(
         kind="slim",
@@ -67,7 +67,7 @@ def load_slim(
         outputs=outputs,
         checkpoint=resolve_checkpoint(checkpoint) if checkpoint else None,
         tensorflow_version=tf.__version__,
-        saver=saver,
+        restore_variables=net_variables,
         net=config,
         extra={"num_classes": classes, "is_training": is_training, "preprocessing": config.preprocessing if preprocess else None},
     )
