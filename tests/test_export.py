@@ -184,6 +184,24 @@ def test_net_source_freezes_with_its_checkpoint(tmp_path, capsys):
     assert "verified on" in stdout and os.path.isfile(out)
 
 
+def test_net_source_exports_at_the_input_size_it_was_fine_tuned_at(tmp_path, capsys):
+    # a net fine-tuned at another size than its default (digits_cnn: 8x8) exports at that size
+    out, saved = str(tmp_path / "net16.pb"), str(tmp_path / "net16_sm")
+    code, _, err = _cli(capsys, "freeze", "--net", "digits_cnn", "--input-size", "16", "12", "--checkpoint", DIGITS,
+                        "--outputs", SOFTMAX, "--out", out)
+    assert code == 0, err
+    frozen = tf1tune.load_frozen(out)
+    assert frozen.tensor("input:0").shape.as_list() == [None, 16, 12, 1]
+    code, _, err = _cli(capsys, "export-savedmodel", "--net", "digits_cnn", "--input-size", "16", "12",
+                        "--checkpoint", DIGITS, "--outputs", SOFTMAX, "--out", saved)
+    assert code == 0, err
+    signature = tf.saved_model.load(saved).signatures["serving_default"]
+    assert signature.structured_input_signature[1]["input"].shape.as_list() == [None, 16, 12, 1]
+    code, _, err = _cli(capsys, "freeze", DIGITS, "--input-size", "16", "16", "--outputs", SOFTMAX,
+                        "--out", str(tmp_path / "x.pb"))
+    assert code == 2 and "--input-size only applies to --net" in err
+
+
 def test_saved_model_loads_in_eager_mode_with_the_same_outputs(tmp_path, capsys, digits_pb):
     out = str(tmp_path / "digits_sm")
     code, stdout, err = _cli(capsys, "export-savedmodel", DIGITS, "--inputs", "input", "--outputs", SOFTMAX,

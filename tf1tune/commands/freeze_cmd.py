@@ -21,6 +21,8 @@ EPILOG = """examples:
   tf1tune freeze --meta PNet-18.meta --checkpoint PNet-18 --inputs input_image --outputs conv4_1/Reshape_1 --out pnet.pb
   tf1tune freeze --net digits_cnn --num-classes 10 --checkpoint checkpoints/digits_cnn \\
       --outputs DigitsCNN/Predictions/Softmax --out digits.pb
+  tf1tune freeze --net digits_cnn --input-size 16 16 --checkpoint checkpoints/digits_cnn \\
+      --outputs DigitsCNN/Predictions/Softmax --out digits16.pb   # the input size it was fine-tuned at
   tf1tune freeze frozen.pb --outputs output --optimize --out frozen_opt.pb   # a frozen source checks itself
   tf1tune freeze --run-dir runs/digits-parity --optimize --out parity.pb      # a fine-tuning run, in one command
   tf1tune freeze checkpoints/digits_cnn --inputs input --outputs DigitsCNN/Predictions/Softmax --optimize \
@@ -39,6 +41,8 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--meta", metavar="PATH", help="a .meta training graph (instead of SOURCE)")
     parser.add_argument("--net", metavar="NAME", help="a registered slim net (instead of SOURCE); see `tf1tune nets`")
     parser.add_argument("--num-classes", type=int, help="--net only: classifier outputs")
+    parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"),
+                        help="--net only: input height and width (default: the net's; slim's --image_size)")
     parser.add_argument("--checkpoint", metavar="CKPT", help="checkpoint holding the weights (default: next to the .meta)")
     parser.add_argument("--outputs", metavar="NAME[,NAME]", help="output tensor or op names (--run-dir: the head's probabilities)")
     parser.add_argument("--inputs", metavar="NAME[,NAME]",
@@ -97,7 +101,8 @@ def export_options(args: argparse.Namespace) -> dict[str, Any]:
     from tf1tune.export.freeze import parse_setting
 
     return {"source": args.source, "meta": args.meta, "net": args.net, "num_classes": args.num_classes,
-            "checkpoint": args.checkpoint, "run_dir": args.run_dir, "outputs": _split(args.outputs),
+            "input_size": tuple(args.input_size) if args.input_size else None, "checkpoint": args.checkpoint,
+            "run_dir": args.run_dir, "outputs": _split(args.outputs),
             "inputs": _split(args.inputs), "settings": dict(parse_setting(s) for s in args.settings),
             "optimize": args.optimize, "rtol": args.rtol, "atol": args.atol, "seed": args.seed,
             "allow_ops": args.allow_ops}

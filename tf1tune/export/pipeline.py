@@ -37,14 +37,15 @@ __all__ = ["ExportResult", "check_outputs", "export_model", "freeze_and_verify",
 
 
 def load_source(source: str | None = None, *, meta: str | None = None, net: str | None = None,
-                num_classes: int | None = None, checkpoint: str | None = None) -> ModelHandle:
+                num_classes: int | None = None, input_size: tuple[int, int] | None = None,
+                checkpoint: str | None = None) -> ModelHandle:
     """The handle picked by `source`, `meta` or `net` (exactly one), with its weights from `checkpoint`.
 
     A checkpoint `source` with another `checkpoint` names the graph (the `.meta` next to it); the weights come
     from `checkpoint`.
 
     Raises:
-        ExportError: Not exactly one of the three, or `num_classes` without `net`.
+        ExportError: Not exactly one of the three, or `num_classes` or `input_size` without `net`.
     """
     from tf1tune.checkpoints import resolve_checkpoint
     from tf1tune.loaders import detect_kind, find_meta, load, load_meta, load_slim
@@ -55,10 +56,14 @@ def load_source(source: str | None = None, *, meta: str | None = None, net: str 
                            "e.g. tf1tune freeze checkpoints/digits_cnn --outputs DigitsCNN/Predictions/Softmax --out m.pb")
     if num_classes is not None and not net:
         raise ExportError("--num-classes only applies to --net NAME")
+    if input_size is not None and not net:
+        raise ExportError("--input-size only applies to --net NAME (a graph's input size is in the graph)")
     options: dict[str, Any] = {"checkpoint": checkpoint} if checkpoint else {}
     if net:
         if num_classes is not None:
             options["num_classes"] = num_classes or None
+        if input_size is not None:
+            options["input_size"] = tuple(input_size)
         return load_slim(net, **options)
     if meta:
         return load_meta(meta, **options)
@@ -181,6 +186,7 @@ def export_model(
     meta: str | None = None,
     net: str | None = None,
     num_classes: int | None = None,
+    input_size: tuple[int, int] | None = None,
     checkpoint: str | None = None,
     run_dir: str | None = None,
     outputs: Sequence[str] | None = None,
@@ -207,6 +213,7 @@ def export_model(
         meta: A `.meta` training graph.
         net: A registered slim net, with `num_classes` and `checkpoint`.
         num_classes: `net` only: classifier outputs.
+        input_size: `net` only: (height, width) of the input (default: the net's).
         checkpoint: The checkpoint holding the weights (default: the one next to the graph).
         run_dir: A `tf1tune finetune` run directory: its last checkpoint, input and probabilities, verified on
             the run's validation data.
@@ -260,7 +267,8 @@ def export_model(
         inputs, outputs = list(inputs or [run.input]), list(outputs or [run.probabilities])
         feeds = {inputs[0]: run.validation_images}
     else:
-        handle = load_source(source, meta=meta, net=net, num_classes=num_classes, checkpoint=checkpoint)
+        handle = load_source(source, meta=meta, net=net, num_classes=num_classes, input_size=input_size,
+                             checkpoint=checkpoint)
     handle.allowed_ops = parse_allow_ops(allow_ops)
     handle.check_safe()  # before anything runs the graph
     check_outputs(handle, {"--out": pb or saved_model or (tflite.path if tflite else None), "--onnx": onnx},
