@@ -23,15 +23,15 @@ from __future__ import annotations
 
 import functools
 import math
-import re
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from tensorflow.core.framework import graph_pb2, node_def_pb2, types_pb2
 
 from tf1tune.errors import AllowedOpsWarning, BadSourceError, UnsafeGraphError
+from tf1tune.graph_savers import ancestors, input_name, saver_ops
 from tf1tune.limits import memory_limit
 
 # Op families (the gen_*_ops module of the op's Python wrapper) whose ops only compute, in memory.
@@ -81,16 +81,6 @@ _NETWORK_OPS = frozenset({"Send", "Recv", "_Send", "_Recv", "_HostSend", "_HostR
 # What a graph's queue runners run (tf1tune never starts them): ops only these depend on never run.
 _QUEUE_RUNNER_OPS = frozenset({"QueueEnqueue", "QueueEnqueueV2", "QueueEnqueueMany", "QueueEnqueueManyV2",
                                "QueueClose", "QueueCloseV2"})
-_SAVER_FILE_OPS = frozenset({"Save", "SaveV2", "SaveSlices", "Restore", "RestoreV2", "RestoreSlice",
-                             "MergeV2Checkpoints"})
-# Ops a saver's path may pass through on its way from the filename tensor to a save or restore op.
-_PATH_OPS = frozenset({"Const", "Identity", "StringJoin", "ShardedFilename", "ShardedFilespec", "Pack",
-                       "StaticRegexFullMatch", "RegexFullMatch", "Select", "SelectV2", "PlaceholderWithDefault"})
-_FILENAME_OPS = frozenset({"Placeholder", "PlaceholderWithDefault"})
-_ASSIGN_OPS = frozenset({"Assign", "AssignVariableOp"})
-_SAVER_PLUMBING = frozenset({"Identity", "NoOp", "Pack", "MergeV2Checkpoints", "SaveV2", "Save", "SaveSlices",
-                             "RestoreV2", "Restore", "RestoreSlice", "StringJoin", "ShardedFilename", "ShardedFilespec"})
-_SAVER_SUFFIX = re.compile(r"(_temp[0-9a-f_]*/part|\.part|part|\^s3://\.\*)")
 # Ops whose output shape is their first input, when that input is a constant.
 _SHAPE_INPUT_OPS = frozenset({
     "Fill", "Empty", "RandomUniform", "RandomUniformInt", "RandomStandardNormal", "TruncatedNormal",
@@ -164,91 +154,6 @@ def _all_nodes(graph_def: graph_pb2.GraphDef) -> Iterator[tuple[str, node_def_pb
             yield f"{function.signature.name}/{node.name}", node
 
 
-def _input_name(text: str) -> str:
-    return text.lstrip("^").split(":")[0]
-
-
-def _saver_ops(graph_def: graph_pb2.GraphDef, filenames: frozenset[str]) -> set[str]:
-    """Names of the save and restore ops of the graph's savers that are no risk: their path comes only from a
-    saver's filename placeholder (the path tf1tune or the user feeds), and nothing but the saver itself runs after
-    them (restore assigns of the values they read, the saver's identities and no-ops)."""
-    nodes = {n.name: n for n in graph_def.node}
-    consumers: dict[str, list[node_def_pb2.NodeDef]] = {}
-    for node in graph_def.node:
-        for i in node.input:
-            consumers.setdefault(_input_name(i), []).append(node)
-    found = set()
-    for node in graph_def.node:
-        if node.op in _SAVER_FILE_OPS and _fed_path(nodes, node, filenames) and _only_saver_after(node, consumers):
-            found.add(node.name)
-    return found
-
-
-def _ancestors(nodes: dict[str, node_def_pb2.NodeDef], start: Iterable[str], data_only: bool = False,
-               stop: Callable[[node_def_pb2.NodeDef], bool] | None = None) -> set[str]:
-    """`start` and every node they depend on (data and control inputs, or data only), not looking past the nodes
-    that `stop` is true of."""
-    seen: set[str] = set()
-    todo = [n for n in start if n in nodes]
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        if stop is not None and stop(nodes[name]):
-            continue
-        inputs = [i for i in nodes[name].input if not (data_only and i.startswith("^"))]
-        todo.extend(i for i in map(_input_name, inputs) if i in nodes and i not in seen)
-    return seen
-
-
-def _fed_path(nodes: dict[str, node_def_pb2.NodeDef], node: node_def_pb2.NodeDef, filenames: frozenset[str]) -> bool:
-    """True when the path inputs of a save/restore op derive from a filename placeholder (or the `saver_def`'s
-    filename tensor, in old savers a Const that is fed) and the standard suffixes of TensorFlow's savers
-    (`_temp/part`, `.part`, shard numbers) only."""
-    def fed(n: node_def_pb2.NodeDef) -> bool:
-        return n.op in _FILENAME_OPS or n.name in filenames
-
-    path_inputs = node.input[:2] if node.op == "MergeV2Checkpoints" else node.input[:1]
-    for path_input in path_inputs:
-        seen = _ancestors(nodes, [_input_name(path_input)], data_only=True, stop=fed)
-        if not any(fed(nodes[n]) for n in seen):
-            return False
-        for name in seen:
-            other = nodes[name]
-            if fed(other):
-                continue
-            if other.op not in _PATH_OPS:
-                return False
-            if other.op == "Const" and other.attr["value"].tensor.dtype == types_pb2.DT_STRING:
-                values = [v.decode("utf-8", "replace") for v in other.attr["value"].tensor.string_val]
-                if not all(_SAVER_SUFFIX.fullmatch(v) for v in values):
-                    return False
-    return True
-
-
-def _only_saver_after(node: node_def_pb2.NodeDef, consumers: dict[str, list[node_def_pb2.NodeDef]]) -> bool:
-    """True when everything that runs after `node` (its consumers, transitively) is the saver's own plumbing: a
-    save or restore op that something else (a model output, a variable's initializer) depends on could run."""
-    restored = {node.name}  # nodes whose values come from the restore op (through identities)
-    seen, todo = set(), [node.name]
-    while todo:
-        name = todo.pop()
-        for consumer in consumers.get(name, []):
-            data_from = {_input_name(i) for i in consumer.input if not i.startswith("^")}
-            if consumer.op in _ASSIGN_OPS:
-                if _input_name(consumer.input[1]) not in restored:  # an assign of some other value
-                    return False
-            elif consumer.op not in _SAVER_PLUMBING:
-                return False
-            if consumer.op == "Identity" and data_from & restored:
-                restored.add(consumer.name)
-            if consumer.name not in seen:
-                seen.add(consumer.name)
-                todo.append(consumer.name)
-    return True
-
-
 def scan(graph_def: graph_pb2.GraphDef, filenames: Iterable[str] = ()) -> list[Risk]:
     """Every node of `graph_def` (and its function library) that does more than compute, or claims more memory
     than this machine has. Nothing is imported or run.
@@ -261,7 +166,7 @@ def scan(graph_def: graph_pb2.GraphDef, filenames: Iterable[str] = ()) -> list[R
         One `Risk` per node, in graph order.
     """
     allowed_types = compute_ops()
-    saver_ops = _saver_ops(graph_def, frozenset(filenames))
+    safe_savers = saver_ops(graph_def, frozenset(filenames))
     dormant = _queue_runner_only(graph_def)
     functions = {f.signature.name for f in graph_def.library.function}
     risks = []
@@ -271,7 +176,7 @@ def scan(graph_def: graph_pb2.GraphDef, filenames: Iterable[str] = ()) -> list[R
             stream = node.attr["output_stream"].s.decode("utf-8", "replace") if "output_stream" in node.attr else "stderr"
             if stream not in _PRINT_STREAMS:
                 reason = f"prints to '{stream}'"
-        elif node.op not in allowed_types and node.op not in functions and name not in saver_ops \
+        elif node.op not in allowed_types and node.op not in functions and name not in safe_savers \
                 and not node.op.startswith("_Fused"):
             reason = _reason(node.op)
         if reason is not None:
@@ -288,8 +193,8 @@ def _queue_runner_only(graph_def: graph_pb2.GraphDef) -> set[str]:
     sinks = {name for name, n in nodes.items() if n.op in _QUEUE_RUNNER_OPS}
     if not sinks:
         return set()
-    inside = _ancestors(nodes, sinks)
-    return inside - _ancestors(nodes, set(nodes) - inside)
+    inside = ancestors(nodes, sinks)
+    return inside - ancestors(nodes, set(nodes) - inside)
 
 
 def _dtype_size(dtype: int) -> int:
@@ -317,7 +222,7 @@ def memory_risks(graph_def: graph_pb2.GraphDef) -> list[Risk]:
         elif node.op in _SHAPE_ATTR_OPS and "shape" in node.attr:
             claim = (_elements(d.size for d in node.attr["shape"].shape.dim), _dtype_size(node.attr["dtype"].type))
         elif node.op in _SHAPE_INPUT_OPS and node.input:
-            dims = consts.get(_input_name(node.input[0]))
+            dims = consts.get(input_name(node.input[0]))
             dtype = next((node.attr[k].type for k in ("dtype", "T", "Tout") if k in node.attr), types_pb2.DT_FLOAT)
             if dims:
                 claim = (_elements(dims), _dtype_size(dtype))
@@ -418,8 +323,8 @@ def scan_meta(meta: Any, source: str) -> list[Risk]:
     if saver_def is not None:
         names = {n.name for n in meta.graph_def.node}
         wanted = (saver_def.filename_tensor_name, saver_def.save_tensor_name, saver_def.restore_op_name)
-        missing = [t for t in wanted if not t or _input_name(t) not in names]
+        missing = [t for t in wanted if not t or input_name(t) not in names]
         if missing:
             raise BadSourceError(f"'{source}' is damaged: its saver_def names {', '.join(repr(t) for t in missing)}, "
                                  "which the graph does not have; export the .meta again")
-    return scan(meta.graph_def, [_input_name(saver_def.filename_tensor_name)] if saver_def else [])
+    return scan(meta.graph_def, [input_name(saver_def.filename_tensor_name)] if saver_def else [])

@@ -35,7 +35,6 @@ import os
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -43,6 +42,7 @@ from tensorflow.core.framework import graph_pb2
 
 from tf1tune._fs import write_atomic
 from tf1tune.errors import ExportError, first_line
+from tf1tune.export.tflite_labels import add_labels, read_labels
 from tf1tune.export.tflite_runtime import TfliteModel, native_quiet, read_tflite
 from tf1tune.export.verify import compare, run_graph_def
 from tf1tune.graphdef import node_name, tensor_name
@@ -52,7 +52,6 @@ __all__ = ["IO_TYPES", "QUANTIZE_MODES", "TfliteCheck", "TfliteModel", "add_labe
 
 QUANTIZE_MODES = ("none", "dynamic", "float16", "int8")
 IO_TYPES = ("float32", "int8")
-LABELS_METADATA = "labels"
 REPRESENTATIVE_SAMPLES = 200  # calibration examples used at most
 
 
@@ -145,38 +144,6 @@ def convert_tflite(
             hint = "; an op without an int8 kernel? try --quantize dynamic" if quantize == "int8" else ""
             raise ExportError(f"the TFLite converter failed: {first_line(e)}{hint}") from e
     return add_labels(blob, labels) if labels else blob
-
-
-def add_labels(model: bytes, labels: Sequence[str]) -> bytes:
-    """`model` with the class names in its metadata entry `labels` (one per line); replaces an older entry."""
-    from tensorflow.lite.python import schema_py_generated as schema
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    parsed = flatbuffer_utils.read_model_from_bytearray(bytearray(model))
-    buffer = schema.BufferT()
-    buffer.data = np.frombuffer(("\n".join(labels) + "\n").encode("utf-8"), dtype=np.uint8)
-    parsed.buffers.append(buffer)
-    entry = schema.MetadataT()
-    entry.name = LABELS_METADATA
-    entry.buffer = len(parsed.buffers) - 1
-    parsed.metadata = [m for m in (parsed.metadata or []) if _text(m.name) != LABELS_METADATA] + [entry]
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(parsed))
-
-
-def _text(name: Any) -> str:
-    return name.decode() if isinstance(name, bytes) else str(name)
-
-
-def read_labels(model: bytes) -> list[str] | None:
-    """The class names stored by `add_labels`, or None when the model has none."""
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    parsed = flatbuffer_utils.read_model_from_bytearray(bytearray(model))
-    for entry in parsed.metadata or []:
-        if _text(entry.name) == LABELS_METADATA:
-            data = parsed.buffers[entry.buffer].data
-            return bytes(np.asarray(data, dtype=np.uint8)).decode("utf-8").splitlines()
-    return None
 
 
 @dataclass
