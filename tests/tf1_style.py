@@ -38,9 +38,10 @@ class Tf1Cnn:
 
 
 def sample_data(n: int = 24, seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
-    """Images in [0, 1] and labels, seeded."""
+    """Images in [0, 255] (what tf1tune feeds) and labels, seeded."""
     rng = np.random.default_rng(seed)
-    return rng.random((n, SIZE, SIZE, CHANNELS)).astype(np.float32), rng.integers(0, CLASSES, n).astype(np.int64)
+    images = rng.uniform(0, 255, (n, SIZE, SIZE, CHANNELS)).astype(np.float32)
+    return images, rng.integers(0, CLASSES, n).astype(np.int64)
 
 
 def _net(images: tf.Tensor, is_training: tf.Tensor | bool) -> tuple[tf.Tensor, tf.Tensor]:

@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # the one export list: type checkers read these imports, `__g
         FinetuneWarning,
         GraftError,
         GraphRepairError,
+        GraphRunError,
         GraphRepairWarning,
         NameNotFoundError,
         NetRegistryError,

@@ -65,6 +65,10 @@ class NetRegistryError(Tf1tuneError):
     """A net cannot be registered as asked (a name registered twice)."""
 
 
+class GraphRunError(Tf1tuneError):
+    """TensorFlow failed while running a model's graph; the message names the tensor or op and how to fix it."""
+
+
 class ConfigError(Tf1tuneError):
     """A fine-tuning key or value (of a run, or of one training step) that is not allowed; the message lists what is."""
 

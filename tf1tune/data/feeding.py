@@ -73,7 +73,8 @@ def channel_notes(data: RunData, channels: int) -> list[str]:
 
 def cached_phases(train_endpoint: tf.Tensor | None, eval_endpoint: tf.Tensor | None, images: tf.Tensor,
                   phase_variables: Sequence[Sequence[str]], phase_fetches: Sequence[Sequence[Any]],
-                  feed: dict[tf.Tensor, Any], augment: Augment | None) -> tuple[list[bool], str | None]:
+                  feed: dict[tf.Tensor, Any], augment: Augment | None,
+                  eval_feed: dict[tf.Tensor, Any] | None = None) -> tuple[list[bool], str | None]:
     """Which phases can train from cached features, and why the first one that cannot, cannot.
 
     Phase `p` can when the endpoint's features are exact (`why_not_exact`) with the variables of phases
@@ -91,7 +92,7 @@ def cached_phases(train_endpoint: tf.Tensor | None, eval_endpoint: tf.Tensor | N
         trained |= set(variables)
         if reason is None:
             reason = why_not_exact(train_endpoint, images, trained, feed) or \
-                why_not_exact(eval_endpoint, images, trained, {})
+                why_not_exact(eval_endpoint, images, trained, eval_feed or {})
         if reason is None and not needs_only(fetches, train_endpoint, images):
             reason = f"the training step reaches the input other than through '{train_endpoint.name}'"  # type: ignore[union-attr]
         flags.append(reason is None)
@@ -109,12 +110,16 @@ class RunFeeder:
         images: The image input tensor.
         labels: The label input tensor.
         train_feed: What every training step feeds besides images and labels.
+        eval_feed: What every validation pass feeds besides the images (an imported graph's `is_training`
+            switches False, its `set` placeholders).
     """
 
     def __init__(self, data: RunData, stream: BatchStream, size: tuple[int, int], channels: int,
-                 images: tf.Tensor, labels: tf.Tensor, train_feed: dict[tf.Tensor, Any]) -> None:
+                 images: tf.Tensor, labels: tf.Tensor, train_feed: dict[tf.Tensor, Any],
+                 eval_feed: dict[tf.Tensor, Any] | None = None) -> None:
         self.data, self.stream, self.size, self.channels = data, stream, size, channels
         self.images, self.labels, self.extra = images, labels, dict(train_feed)
+        self.eval_extra = dict(eval_feed or {})
         self.train_features: FeatureSet | None = None
         self.val_features: FeatureSet | None = None
         self.train_endpoint: tf.Tensor | None = None
@@ -148,10 +153,10 @@ class RunFeeder:
         """Feeds of the validation batches (in order, never augmented) and their labels."""
         if cached:
             for batch in self.val_features.eval(batch_size):  # type: ignore[union-attr]
-                yield {self.eval_endpoint: batch.images}, batch.labels
+                yield {self.eval_endpoint: batch.images, **self.eval_extra}, batch.labels
             return
         for batch in eval_batches(self.data.val, batch_size, self.size, self.channels, self.data.skipped):
-            yield {self.images: batch.images}, batch.labels
+            yield {self.images: batch.images, **self.eval_extra}, batch.labels
 
     def close(self) -> None:
         """Stop the streamed pipeline (its session closes)."""

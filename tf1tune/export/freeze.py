@@ -58,7 +58,7 @@ def parse_setting(text: str) -> tuple[str, str]:
     return name.strip(), value.strip()
 
 
-def _value_for(op: tf.Operation, text: Any) -> np.ndarray:
+def placeholder_value(op: tf.Operation, text: Any) -> np.ndarray:
     """`text` (a string from the CLI, or a Python value) as a numpy value of the placeholder's dtype."""
     dtype = op.outputs[0].dtype
     if not isinstance(text, str):
@@ -159,7 +159,7 @@ def freeze_model(
         if op.type not in PLACEHOLDER_OPS or (in_tensors is not None and op.name in {t.op.name for t in in_tensors}):
             continue
         if op.name in set_ops:
-            settings[op.outputs[0].name] = _value_for(op, set_ops[op.name][1])
+            settings[op.outputs[0].name] = placeholder_value(op, set_ops[op.name][1])
         elif op.type == "PlaceholderWithDefault" and op.outputs[0].dtype == tf.bool:
             settings[op.outputs[0].name] = np.asarray(False)
         elif op.type != "PlaceholderWithDefault":
@@ -173,7 +173,7 @@ def freeze_model(
             f"are not inputs and have no default (a training-only input such as labels?); pick an inference output, "
             f"or add them with --inputs or --set NAME=VALUE")
     for name, (op, value) in set_ops.items():
-        settings.setdefault(op.outputs[0].name, _value_for(op, value))
+        settings.setdefault(op.outputs[0].name, placeholder_value(op, value))
 
     needed_vars = {op.name for op in needed if op.type in VARIABLE_OPS}
     with handle.session() as sess, handle.graph.as_default():

@@ -266,6 +266,7 @@ def export_model(
         handle = run.handle
         inputs, outputs = list(inputs or [run.input]), list(outputs or [run.probabilities])
         feeds = {inputs[0]: run.validation_images}
+        settings = {**run.settings, **(settings or {})}  # the source's is_training switches: False
     else:
         handle = load_source(source, meta=meta, net=net, num_classes=num_classes, input_size=input_size,
                              checkpoint=checkpoint)

@@ -2,22 +2,34 @@
 
 The rule: a batch-norm op (its `FusedBatchNorm*` op, its moving-average update ops) belongs to a trained layer
 when its op name lies under one of the trained scopes (the `/`-boundary rule of `tf1tune.selection`, or
-`re.search` with `regex`). Every other batch norm is frozen: `frozen_batch_norm_updates` drops its update ops,
+`re.search` with `regex`; callers may pass that test as a function, e.g. to count scopes whose learning-rate
+multiplier is 0 as frozen). Every other batch norm is frozen: `frozen_batch_norm_updates` drops its update ops,
 so its moving statistics never change, and `batch_norm_to_inference` makes it normalise with them.
+
+TF1 graphs often switch batch norm (and dropout) with a `tf.cond` on an `is_training` boolean placeholder.
+`conds_to_inference` sends the conds of frozen layers to their inference branch for good, so a frozen layer
+computes during fine-tuning exactly what it computes at inference, while the trained layers follow the switch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import tensorflow as tf
 
 from tf1tune.errors import Tf1tuneError
-from tf1tune.graphdef import FUSED_BATCH_NORM_OPS, VARIABLE_OPS
+from tf1tune.graphdef import FUSED_BATCH_NORM_OPS, PLACEHOLDER_OPS, VARIABLE_OPS
 from tf1tune.names import not_found
 from tf1tune.selection import scope_matches
 
-__all__ = ["batch_norm_to_inference", "frozen_batch_norm_layers", "frozen_batch_norm_updates"]
+__all__ = ["batch_norm_to_inference", "bool_switches", "conds_to_inference", "frozen_batch_norm_layers",
+           "frozen_batch_norm_updates"]
+
+_PLACEHOLDERS = PLACEHOLDER_OPS
+_IF_OPS = frozenset({"If", "StatelessIf"})
+
+Trained = Sequence[str] | Callable[[str], bool]  # trained scopes, or a test of an op name
+
 
 def _name(variable: tf.Variable) -> str:
     return variable.op.name
@@ -135,17 +147,93 @@ def batch_norm_to_inference(graph: tf.Graph, frozen_scopes: Sequence[str], regex
     return rewritten
 
 
-def frozen_batch_norm_layers(graph: tf.Graph, trained_scopes: Sequence[str], regex: bool = False) -> list[str]:
+def _trained_test(trained: Trained, regex: bool) -> Callable[[str], bool]:
+    if callable(trained):
+        return trained
+    scopes = list(trained)
+    return lambda name: _under(name, scopes, regex)
+
+
+def frozen_batch_norm_layers(graph: tf.Graph, trained_scopes: Trained, regex: bool = False) -> list[str]:
     """The layers (`DigitsCNN/Conv2d_1/BatchNorm`) of training-mode fused batch norms that no trained scope holds.
 
     Args:
         graph: The graph, built in training mode.
-        trained_scopes: Every scope that some training step trains.
+        trained_scopes: Every scope that some training step trains, or a function telling whether an op name
+            belongs to a trained layer.
         regex: Treat the scopes as regular expressions.
 
     Returns:
         Sorted layer scopes, ready for `batch_norm_to_inference`.
     """
+    trained = _trained_test(trained_scopes, regex)
     return sorted({op.name.rsplit("/", 1)[0] for op in graph.get_operations()
-                   if op.type in FUSED_BATCH_NORM_OPS and op.get_attr("is_training")
-                   and not _under(op.name, trained_scopes, regex)})
+                   if op.type in FUSED_BATCH_NORM_OPS and op.get_attr("is_training") and not trained(op.name)})
+
+
+def _bool_placeholder(tensor: tf.Tensor) -> tf.Operation | None:
+    """The boolean placeholder that `tensor` is (through Identity ops), or None."""
+    op = tensor.op
+    while op.type == "Identity":
+        op = op.inputs[0].op
+    return op if op.type in _PLACEHOLDERS and op.outputs[0].dtype == tf.bool else None
+
+
+def bool_switches(graph: tf.Graph) -> list[tf.Tensor]:
+    """Scalar boolean placeholders (with or without a default): the `is_training` switches of TF1 graphs."""
+    return [op.outputs[0] for op in graph.get_operations()
+            if op.type in _PLACEHOLDERS and op.outputs[0].dtype == tf.bool and op.outputs[0].shape.rank in (0, None)]
+
+
+def _cond_predicate_inputs(graph: tf.Graph, op: tf.Operation) -> tuple[str, list[tuple[tf.Operation, int]]] | None:
+    """`(cond scope, [(op, input index)])` where a cond reads its predicate, when `op` is a cond's pred op."""
+    if op.type in _IF_OPS:  # TF2 control flow: the predicate is input 0
+        return op.name, [(op, 0)]
+    if op.type != "Identity" or not op.name.endswith("/pred_id"):  # TF1 control flow: pred_id and the pivot Switch
+        return None
+    scope = op.name[: -len("/pred_id")]
+    try:
+        pivot = graph.get_operation_by_name(f"{scope}/switch_t").inputs[0].op
+    except KeyError:
+        return None
+    if pivot.type not in ("Switch", "RefSwitch"):
+        return None
+    return scope, [(op, 0)] + [(pivot, i) for i in range(len(pivot.inputs))]
+
+
+def conds_to_inference(graph: tf.Graph, trained_scopes: Trained, regex: bool = False) -> list[str]:
+    """Send every cond of a frozen layer that a boolean placeholder drives to its False (inference) branch.
+
+    A cond (TF1 `Switch`/`Merge` with its `pred_id`, or a TF2 `If`/`StatelessIf` op) whose scope no trained scope
+    holds and whose predicate is a boolean placeholder (`is_training`, possibly through Identity ops) gets a
+    constant False as its predicate instead (rerouted with `Operation._update_input`, as `batch_norm_to_inference`
+    does). Slim's batch norm and dropout on an `is_training` tensor are such conds, so a frozen layer normalises
+    with its moving statistics and drops nothing, whatever the switch is fed. Call it before building gradients.
+
+    Args:
+        graph: The graph.
+        trained_scopes: Every scope that some training step trains, or a function telling whether an op name
+            belongs to a trained layer.
+        regex: Treat the scopes as regular expressions.
+
+    Returns:
+        The scopes of the conds switched to inference.
+    """
+    trained = _trained_test(trained_scopes, regex)
+    false: tf.Tensor | None = None
+    switched = []
+    for op in graph.get_operations():
+        found = _cond_predicate_inputs(graph, op)
+        if found is None:
+            continue
+        scope, readers = found
+        reader, index = readers[0]
+        if trained(scope) or _bool_placeholder(reader.inputs[index]) is None:
+            continue
+        if false is None:
+            with graph.as_default(), graph.name_scope(None):
+                false = tf.constant(False, name="tf1tune_frozen_layers_inference")
+        for reader, index in readers:
+            reader._update_input(index, false)
+        switched.append(scope)
+    return switched

@@ -29,7 +29,7 @@ def cache_plan(model: TaskModel, config: FinetuneConfig, training: Training,
     variables = [[name for _, names in op.groups for name in names] for op in training.train_ops]
     fetches = [[op.op, training.loss, model.train_logits] for op in training.train_ops]
     return cached_phases(model.train_endpoint, model.eval_endpoint, model.images, variables, fetches,
-                         model.train_feed, augment)
+                         model.train_feed, augment, model.eval_feed)
 
 
 def prepare_cache(sess: tf.compat.v1.Session, model: TaskModel, config: FinetuneConfig, feeder: RunFeeder,
@@ -46,7 +46,7 @@ def prepare_cache(sess: tf.compat.v1.Session, model: TaskModel, config: Finetune
     train = feature_cache.features(sess, model.train_endpoint, model.images, feeder.data.train, size, channels,
                                    cache_dir, batch, feed=model.train_feed, skipped=skipped)
     val = feature_cache.features(sess, model.eval_endpoint, model.images, feeder.data.val, size, channels,
-                                 cache_dir, batch, skipped=skipped)
+                                 cache_dir, batch, feed=model.eval_feed, skipped=skipped)
     feeder.use_features(train, val, model.train_endpoint, model.eval_endpoint)
     return {"used": True, "endpoint": model.train_endpoint.name, "dir": os.path.abspath(cache_dir),
             "keys": [train.key, val.key], "reused": train.reused and val.reused,

@@ -98,6 +98,10 @@ class FinetuneConfig:
     skip_bad_images: bool = _flag(False, "leave undecodable images out (counted in metrics.json) instead of stopping")
     allow_ops: list[str] = _flag(list, "op types of a --meta/--frozen graph to run although they do more than "
                                        "compute (files, network, Python); `tf1tune inspect` lists them")
+    set: dict[str, Any] = field(default_factory=dict, metadata={
+        "help": "feed a placeholder of a --meta/--frozen graph this value, e.g. keep_prob=1.0 (repeatable); "
+                "boolean switches such as is_training are found and fed by themselves",
+        "argparse": {"action": "append", "metavar": "NAME=VALUE"}})
 
     def resolved_phases(self) -> list[Phase]:
         """The phases to run: the `phases` list, or one phase made of `steps`, `learning_rate` and
@@ -189,6 +193,8 @@ def _coerce(key: str, value: Any, where: str = "") -> Any:
         return int(value)
     if key in _BOOLS and not isinstance(value, bool):
         raise ConfigError(f"{label} must be true or false, got {value!r:.60}")
+    if key == "set" and isinstance(value, list):  # --set NAME=VALUE, repeated
+        return dict(_setting(v) for v in value)
     if key in _MAPPINGS and not isinstance(value, dict):
         raise ConfigError(f"{label} must be a mapping (key: value), got {value!r:.60}")
     if key == "input_size":
@@ -197,6 +203,13 @@ def _coerce(key: str, value: Any, where: str = "") -> Any:
         raise ConfigError(f"{label} must be a list of mappings (steps, trainable_scopes, learning_rate, "
                           f"lr_multipliers), got {value!r:.60}")
     return value
+
+
+def _setting(text: Any) -> tuple[str, str]:
+    name, sep, value = str(text).partition("=")
+    if not sep or not name.strip() or not value.strip():
+        raise ConfigError(f"bad --set '{text}': write NAME=VALUE, e.g. --set keep_prob=1.0")
+    return name.strip(), value.strip()
 
 
 def _bad_key(key: str, allowed: list[str], where: str) -> ConfigError:

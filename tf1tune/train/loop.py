@@ -15,11 +15,14 @@ A run, in order:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import re
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +33,7 @@ from tf1tune import data as data_lib
 from tf1tune import plots
 from tf1tune.checkpoints import saver_restore
 from tf1tune.data.feeding import RunFeeder, channel_notes
-from tf1tune.errors import ConfigError, FinetuneWarning, TrainingError
+from tf1tune.errors import ConfigError, FinetuneWarning, GraphRunError, TrainingError, first_line
 from tf1tune.limits import check_batch_memory
 from tf1tune.restore import restore
 from tf1tune.selection import select
@@ -206,6 +209,25 @@ def _skipped(before: dict[str, Any] | None, skipped: data_lib.Skipped) -> dict[s
     return {"count": len(files), "files": files[:100]}
 
 
+@contextlib.contextmanager
+def _one_line_run_errors() -> Iterator[None]:
+    """TensorFlow errors while the run's graph runs, as one `GraphRunError` line naming the tensor or op."""
+    try:
+        yield
+    except tf.errors.OpError as e:
+        text = e.message or ""
+        unfed = re.search(r"must feed a value for placeholder tensor '([^']+)' with dtype (\w+)", text)
+        if unfed:
+            raise GraphRunError(f"the graph needs a value for placeholder '{unfed[1]}' ({unfed[2]}) that tf1tune does "
+                                f"not feed; give one with --set {unfed[1]}=VALUE (set: {{{unfed[1]}: VALUE}} in YAML)"
+                                ) from e
+        node = re.search(r"node ([^\s:(]+)", text)
+        where = node[1] if node else (e.op.name if e.op is not None else "an op")
+        detail = next((line.strip() for line in text.splitlines() if line.strip() and "Graph execution" not in line
+                       and not line.strip().startswith("Detected at")), first_line(e))
+        raise GraphRunError(f"TensorFlow failed at '{where}' while running the fine-tuning graph: {detail}") from e
+
+
 def run_finetune(config: FinetuneConfig, progress: bool = True) -> FinetuneResult:
     """Run (or resume) the fine-tuning described by `config`; returns what it measured.
 
@@ -247,13 +269,14 @@ def _run(config: FinetuneConfig, model: TaskModel, run_dir: str, data: data_lib.
     for note in training.notes + restore_notes:
         warnings.warn(note, FinetuneWarning, stacklevel=2)
     trained_params = param_count(list(training.trained.values()))
-    base = select(model.model_variables) if model.model_variables else []  # a frozen graph may have none
-    frozen_params = param_count([v for v in base if v.op.name not in training.trained])
+    frozen_params = model.frozen_constants + param_count(
+        [v for v in (select(model.model_variables) if model.model_variables else []) if v.op.name not in training.trained])
     augment = data_lib.Augment(**config.augment) if config.augment else None
     stream = data_lib.BatchStream(data.train, config.batch_size, seed=config.seed, augment=augment)
-    feeder = RunFeeder(data, stream, model.image_size, model.channels, model.images, model.labels, model.train_feed)
+    feeder = RunFeeder(data, stream, model.image_size, model.channels, model.images, model.labels, model.train_feed,
+                       model.eval_feed)
     cached, reason = cache_plan(model, config, training, augment)
-    with tf.compat.v1.Session(graph=model.graph) as sess, model.graph.as_default():
+    with tf.compat.v1.Session(graph=model.graph) as sess, model.graph.as_default(), _one_line_run_errors():
         writer = tf.compat.v1.summary.FileWriter(os.path.join(run_dir, run_dir_lib.EVENTS), graph=None)
         runner = _Runner(sess, model, config, phases, training, saver, writer, run_dir, feeder, cached)
         latest = tf.train.latest_checkpoint(run_dir)
@@ -283,6 +306,7 @@ def _run(config: FinetuneConfig, model: TaskModel, run_dir: str, data: data_lib.
             "trained_scopes": training.trained_scopes, "checkpoint": os.path.basename(final),
             "source_checkpoint": model.checkpoint,
             "input": model.images.name, "probabilities": training.probabilities.name,  # for `tf1tune freeze --run-dir`
+            "inference_feed": {t.name: np.asarray(v).tolist() for t, v in model.eval_feed.items()},
             "phases": [{"steps": p.steps, "learning_rate": p.learning_rate,
                         "trainable_scopes": p.trainable_scopes or model.default_scopes, "feature_cache": cached[i],
                         **({"epoch_seconds": step_times[i] * stream.steps_per_epoch} if i in step_times else {})}

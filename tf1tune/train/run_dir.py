@@ -1,7 +1,8 @@
 """A `tf1tune finetune` run directory, written by fine-tuning and read by export: one home for its format.
 
 A run directory holds `config.yaml` (the run's full configuration), `metrics.json` (accuracy before and after,
-parameter counts, and the `input` / `probabilities` tensor names an export serves), `events/` (TensorBoard) and
+parameter counts, the `input` / `probabilities` tensor names an export serves and the `inference_feed` of the
+source's switches such as `is_training`), `events/` (TensorBoard) and
 the `model.ckpt-STEP` checkpoints with their `checkpoint` state file. `config.yaml` and `metrics.json` are the
 markers that say a directory is a run (`--overwrite` deletes nothing else).
 """
@@ -20,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 import yaml
 
+from tf1tune import _json
 from tf1tune._fs import contains, write_atomic
 from tf1tune.errors import BadSourceError, ConfigError, SourceNotFoundError
 from tf1tune.handle import ModelHandle
@@ -123,7 +125,7 @@ def read_metrics(run_dir: str) -> dict[str, Any]:
 
 def write_metrics(run_dir: str, metrics: dict[str, Any]) -> None:
     """Write the run's `metrics.json` atomically."""
-    write_atomic(os.path.join(run_dir, METRICS), json.dumps(metrics, indent=2))
+    write_atomic(os.path.join(run_dir, METRICS), _json.dumps(metrics))
 
 
 def write_config(run_dir: str, config: dict[str, Any]) -> None:
@@ -141,6 +143,7 @@ class Run:
     input: str
     probabilities: str
     validation_images: np.ndarray
+    settings: dict[str, Any]
 
 
 def load_run(run_dir: str | os.PathLike[str]) -> Run:
@@ -159,7 +162,8 @@ def load_run(run_dir: str | os.PathLike[str]) -> Run:
     config = _read_config(os.path.join(run_dir, CONFIG))
     shape = handle.tensor(metrics["input"]).shape.as_list()
     images = _validation_images(config, (shape[1], shape[2]), shape[3])
-    return Run(handle=handle, input=metrics["input"], probabilities=metrics["probabilities"], validation_images=images)
+    return Run(handle=handle, input=metrics["input"], probabilities=metrics["probabilities"], validation_images=images,
+               settings=dict(metrics.get("inference_feed") or {}))
 
 
 def _read_config(path: str) -> dict[str, Any]:

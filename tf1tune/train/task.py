@@ -27,17 +27,23 @@ from tf1tune.nets.preprocessing import get_preprocessing
 from tf1tune.nets.registry import get_net
 from tf1tune.restore import plan_restore
 from tf1tune.selection import scope_matches, select
-from tf1tune.train.batchnorm import batch_norm_to_inference, frozen_batch_norm_layers, frozen_batch_norm_updates
+from tf1tune.train.batchnorm import (batch_norm_to_inference, bool_switches, conds_to_inference,
+                                     frozen_batch_norm_layers, frozen_batch_norm_updates)
 from tf1tune.train.config import FinetuneConfig
 from tf1tune.train.random_ops import make_stateless
-from tf1tune.train.train_op import TrainOp, build_train_op, load_mask
+from tf1tune.train.train_op import TrainOp, build_train_op, load_mask, multiplier_of
 
 HEAD_SCOPE = "finetune_head"
 
 
 @dataclass
 class TaskModel:
-    """The graph of a fine-tuning run and the tensors the loop needs."""
+    """The graph of a fine-tuning run and the tensors the loop needs.
+
+    `train_feed` and `eval_feed` hold what training steps and evaluation feed besides images and labels: the
+    source's boolean switches (`is_training`: True for training, False for evaluation) and `set` values.
+    `frozen_constants` counts the values of a frozen source's weights that stay constants.
+    """
 
     graph: tf.Graph
     images: tf.Tensor
@@ -50,9 +56,11 @@ class TaskModel:
     new_scopes: list[str]
     classifier_scopes: tuple[str, ...] = ()
     train_feed: dict[tf.Tensor, Any] = field(default_factory=dict)
+    eval_feed: dict[tf.Tensor, Any] = field(default_factory=dict)
     checkpoint: str | None = None
     train_endpoint: tf.Tensor | None = None  # the head's input in each tower (what the feature cache feeds)
     eval_endpoint: tf.Tensor | None = None
+    frozen_constants: int = 0
 
     @property
     def default_scopes(self) -> list[str]:
@@ -110,6 +118,8 @@ def _build_imported(config: FinetuneConfig) -> TaskModel:
     if len(shape) != 4 or None in shape[1:]:
         raise ConfigError(f"input '{images.name}' must be an image batch [N, H, W, C] with known H, W, C; it is {shape}")
     model_variables = list(handle.variables)
+    train_feed, eval_feed = _switch_feeds(handle, config.set)
+    constants = 0 if config.meta else _float_constant_values(handle.graph)
     spec = config.head or f"global_pool, dropout(0.2), dense({config.num_classes})"
     handle.graph.seed = config.seed  # before the head's initializers exist, so that they are seeded too
     head = graft(handle, config.endpoint, spec, scope=HEAD_SCOPE)
@@ -118,9 +128,39 @@ def _build_imported(config: FinetuneConfig) -> TaskModel:
         logits = _logits_2d(head.output, config.num_classes)
     return TaskModel(graph=handle.graph, images=images, labels=labels, train_logits=logits, eval_logits=logits,
                      image_size=(shape[1], shape[2]), channels=shape[3], model_variables=model_variables,
-                     new_scopes=[HEAD_SCOPE], train_feed={head.is_training: True},
-                     checkpoint=handle.checkpoint if config.meta else None,
+                     new_scopes=[HEAD_SCOPE], train_feed={**train_feed, head.is_training: True}, eval_feed=eval_feed,
+                     checkpoint=handle.checkpoint if config.meta else None, frozen_constants=constants,
                      train_endpoint=handle.tensor(config.endpoint), eval_endpoint=handle.tensor(config.endpoint))
+
+
+def _switch_feeds(handle: Any, settings: dict[str, Any]) -> tuple[dict[tf.Tensor, Any], dict[tf.Tensor, Any]]:
+    """`(train_feed, eval_feed)` for an imported graph: each boolean switch (`is_training`) True when training and
+    False when evaluating, and each `set` placeholder its value in both.
+
+    Raises:
+        NameNotFoundError: A `set` name is no tensor of the graph (closest names listed).
+        ConfigError: A `set` name is not a placeholder, or its value does not fit the placeholder's dtype.
+    """
+    from tf1tune.export.freeze import placeholder_value
+
+    train: dict[tf.Tensor, Any] = {t: True for t in bool_switches(handle.graph)}
+    evaluate: dict[tf.Tensor, Any] = {t: False for t in train}
+    for name, value in settings.items():
+        tensor = handle.tensor(name)
+        if tensor.op.type not in ("Placeholder", "PlaceholderV2", "PlaceholderWithDefault"):
+            raise ConfigError(f"set: '{name}' is a {tensor.op.type} op, not a placeholder; set only placeholders "
+                              f"(here: {', '.join(t.name for t in handle.inputs)})")
+        try:
+            train[tensor] = evaluate[tensor] = placeholder_value(tensor.op, value)
+        except Tf1tuneError as e:
+            raise ConfigError(f"set: {e}") from e
+    return train, evaluate
+
+
+def _float_constant_values(graph: tf.Graph) -> int:
+    """The number of values in the floating-point constants of a frozen graph (what `tf1tune inspect` counts)."""
+    return sum(math.prod(op.outputs[0].shape.as_list()) for op in graph.get_operations()
+               if op.type == "Const" and op.outputs[0].dtype.is_floating and op.outputs[0].shape.is_fully_defined())
 
 
 def build_task_model(config: FinetuneConfig) -> TaskModel:
@@ -180,6 +220,21 @@ def _masks(config: FinetuneConfig, graph: tf.Graph) -> dict[str, np.ndarray]:
     return masks
 
 
+def _untrained_new_variables(model: TaskModel, phases: list[Any], phase_vars: list[list[tf.Variable]]) -> list[str]:
+    """One note per phase that leaves variables of the new head (`finetune_head`) untrained."""
+    notes = []
+    trainable = model.graph.get_collection(tf.compat.v1.GraphKeys.TRAINABLE_VARIABLES)
+    new = [v.op.name for v in trainable if any(scope_matches(v.op.name, s) for s in model.new_scopes)]
+    for i, (phase, variables) in enumerate(zip(phases, phase_vars)):
+        trained = {v.op.name for v in variables if multiplier_of(v.op.name, phase.lr_multipliers) != 0}
+        left = sorted(set(new) - trained)
+        if left and phase.steps:
+            notes.append(f"phase {i + 1} does not train the new head ({', '.join(left[:3])}"
+                         f"{', ...' if len(left) > 3 else ''}): it keeps its values, random before any phase trains "
+                         f"it; add '{HEAD_SCOPE}' to the phase's trainable_scopes")
+    return notes
+
+
 def build_training(model: TaskModel, config: FinetuneConfig) -> Training:
     """Add the loss and one train op per phase to `model.graph`; frozen batch norm runs in inference mode."""
     phases = config.resolved_phases()
@@ -197,11 +252,19 @@ def build_training(model: TaskModel, config: FinetuneConfig) -> Training:
         trainable = graph.get_collection(tf.compat.v1.GraphKeys.TRAINABLE_VARIABLES)
         phase_scopes = [p.trainable_scopes or model.default_scopes for p in phases]
         phase_vars = [select(trainable, include_scopes=s, regex=config.regex_scopes) for s in phase_scopes]
-        trained = {v.op.name: v for vs in phase_vars for v in vs}
-        # Batch norm of layers that no phase trains runs in inference mode in the training tower too.
+        rules = [(scopes, p.lr_multipliers) for scopes, p in zip(phase_scopes, phases)]
+
+        def trained_by_some_phase(name: str) -> bool:  # under a phase's scopes, with a nonzero multiplier there
+            return any(any(scope_matches(name, s, config.regex_scopes) for s in scopes)
+                       and multiplier_of(name, multipliers, config.regex_scopes) != 0 for scopes, multipliers in rules)
+
+        trained = {v.op.name: v for vs in phase_vars for v in vs if trained_by_some_phase(v.op.name)}
+        notes += _untrained_new_variables(model, phases, phase_vars)
+        # Layers that no phase trains run in inference mode in the training tower too: fused batch norm rewired to
+        # its moving statistics, and the conds of an is_training switch sent to their inference branch.
+        conds_to_inference(graph, trained_by_some_phase)
         try:
-            batch_norm_to_inference(graph, frozen_batch_norm_layers(
-                graph, [s for scopes in phase_scopes for s in scopes], config.regex_scopes))
+            batch_norm_to_inference(graph, frozen_batch_norm_layers(graph, trained_by_some_phase))
         except Tf1tuneError as e:  # training mode baked into an imported graph: say so, keep the statistics fixed
             notes.append(str(e))
         update_ops = graph.get_collection(tf.compat.v1.GraphKeys.UPDATE_OPS)
@@ -209,6 +272,8 @@ def build_training(model: TaskModel, config: FinetuneConfig) -> Training:
         train_ops = []
         for i, (phase, scopes, variables) in enumerate(zip(phases, phase_scopes, phase_vars)):
             kept, _ = frozen_batch_norm_updates(update_ops, scopes, config.regex_scopes)
+            kept = [u for u in kept if multiplier_of(u.name if isinstance(u, tf.Operation) else u.op.name,
+                                                     phase.lr_multipliers, config.regex_scopes) != 0]
             train_ops.append(build_train_op(
                 total_loss, variables, optimizer=config.optimizer, learning_rate=phase.learning_rate,
                 multipliers=phase.lr_multipliers, regex=config.regex_scopes, clip_norm=config.clip_norm,

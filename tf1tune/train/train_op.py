@@ -55,7 +55,7 @@ from tf1tune.errors import ConfigError, SelectionError, SourceNotFoundError, Tra
 from tf1tune.names import capped, closest, not_found
 from tf1tune.selection import scope_matches
 
-__all__ = ["OPTIMIZERS", "TrainOp", "build_train_op", "load_mask"]
+__all__ = ["OPTIMIZERS", "TrainOp", "build_train_op", "load_mask", "multiplier_of"]
 
 # optimizer name -> (class name used in slot names, factory(learning_rate, name))
 _OPTIMIZERS: dict[str, tuple[str, Any]] = {
@@ -125,6 +125,12 @@ def _multiplier_of(name: str, multipliers: Sequence[tuple[str, float]], regex: b
             if best is None or length > best[0]:
                 best = (length, m)
     return 1.0 if best is None else best[1]
+
+
+def multiplier_of(name: str, multipliers: Mapping[str, float], regex: bool = False) -> float:
+    """The learning-rate multiplier `build_train_op` gives the variable or op `name`: that of the longest scope
+    (pattern) of `multipliers` that matches it, 1.0 when none does (0 freezes)."""
+    return _multiplier_of(name, [(s, float(m)) for s, m in multipliers.items()], regex)
 
 
 def _check_multipliers(multipliers: Mapping[str, float], names: list[str], regex: bool) -> list[tuple[str, float]]:
