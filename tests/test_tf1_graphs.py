@@ -135,3 +135,24 @@ def test_a_placeholder_the_graph_needs_is_one_line_naming_it_and_set_feeds_it(tm
 def test_a_phase_that_leaves_the_new_head_untrained_warns(tf1_cnn, npz, tmp_path):
     with pytest.warns(UserWarning, match="phase 1 does not train the new head .*add 'finetune_head'"):
         run_finetune(_config(tf1_cnn, npz, tmp_path / "run", steps=2, trainable_scopes=["conv2"]), progress=False)
+
+
+@pytest.mark.parametrize("source", ["net", "meta"])
+def test_loss_adds_the_graphs_regularization_losses_and_weight_decay(tf1_cnn, npz, tmp_path, source):
+    if source == "net":  # digits_cnn's arg scope puts an L2 regularizer on its conv weights
+        config = make_config(checkpoint=os.path.join(os.path.dirname(__file__), "..", "checkpoints", "digits_cnn"),
+                             out=str(tmp_path / "run"), weight_decay=0.01)
+    else:
+        config = _config(tf1_cnn, npz, tmp_path / "run", weight_decay=0.01)
+    model = build_task_model(config)
+    training = build_training(model, config)
+    graph_losses = model.graph.get_collection(tf.compat.v1.GraphKeys.REGULARIZATION_LOSSES)
+    kernels = [v for v in training.trained.values() if v.shape.rank >= 2]
+    assert kernels and (graph_losses if source == "net" else not graph_losses)
+    x, y = tf1_style.sample_data(4) if source == "meta" else (np.zeros((4, 8, 8, 1), np.float32), np.zeros(4, np.int64))
+    with tf.compat.v1.Session(graph=model.graph) as sess, model.graph.as_default():
+        sess.run(tf.compat.v1.global_variables_initializer())
+        feed = {model.images: x, model.labels: y, **model.eval_feed}
+        total, loss, regs, values = sess.run([training.total_loss, training.loss, graph_losses, kernels], feed)
+    expected = loss + sum(regs) + 0.01 * sum(float(np.sum(v.astype(np.float64) ** 2)) / 2 for v in values)
+    assert total == pytest.approx(expected, rel=1e-5)

@@ -82,6 +82,8 @@ class FinetuneConfig:
     learning_rate: float = _flag(0.05, "learning rate (single phase)")
     optimizer: str = _flag("momentum", "the optimizer: " + ", ".join(OPTIMIZERS))
     clip_norm: float | None = _flag(None, "clip gradients to this global norm")
+    weight_decay: float = _flag(0.0, "L2 weight decay of the trained weights (kernels), added to the graph's own "
+                                     "regularization losses (as slim.l2_regularizer)")
     augment: dict[str, Any] = field(default_factory=dict)
     out: str | None = _flag(None, "run directory (checkpoints, events, metrics.json)")
     resume: bool = _flag(False, "continue from the run's last checkpoint")
@@ -307,6 +309,7 @@ def validate(config: FinetuneConfig) -> None:
     check_float("val_fraction", config.val_fraction, 0.0, 1.0, ConfigError, low_open=True, high_open=True)
     if config.clip_norm is not None:
         check_float("clip_norm", config.clip_norm, 0.0, error=ConfigError, low_open=True)
+    check_float("weight_decay", config.weight_decay, 0.0, error=ConfigError)
     total = 0
     for i, phase in enumerate(config.resolved_phases()):
         where = f"phase {i + 1}: " if config.phases else ""

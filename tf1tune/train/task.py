@@ -197,10 +197,15 @@ def param_count(variables: list[tf.Variable]) -> int:
 
 @dataclass
 class Training:
-    """The training part of a run's graph: loss, one train op per phase, and what they train."""
+    """The training part of a run's graph: loss, one train op per phase, and what they train.
+
+    `loss` is the cross-entropy (what is logged); the train ops minimise `total_loss`, which adds every
+    regularization loss of the graph and `weight_decay`.
+    """
 
     global_step: tf.Variable
     loss: tf.Tensor
+    total_loss: tf.Tensor
     train_ops: list[TrainOp]
     trained: dict[str, tf.Variable]
     trained_scopes: list[str]
@@ -244,11 +249,7 @@ def build_training(model: TaskModel, config: FinetuneConfig) -> Training:
         global_step = tf.compat.v1.train.get_or_create_global_step()
         probabilities = tf.nn.softmax(model.eval_logits, name="probabilities")  # what an export serves
         loss = tf.compat.v1.losses.sparse_softmax_cross_entropy(model.labels, model.train_logits)
-        regularization = tf.compat.v1.losses.get_regularization_losses()
-        total_loss = loss + tf.add_n(regularization) if regularization else loss
-        # every random op of the training tower a function of (seed, step): a resumed run draws what an
-        # uninterrupted one does (before the gradients, which read the random values too)
-        notes += make_stateless(graph, total_loss, global_step, config.seed)[1]
+        regularization = tf.compat.v1.losses.get_regularization_losses()  # the graph's own (slim arg scopes)
         trainable = graph.get_collection(tf.compat.v1.GraphKeys.TRAINABLE_VARIABLES)
         phase_scopes = [p.trainable_scopes or model.default_scopes for p in phases]
         phase_vars = [select(trainable, include_scopes=s, regex=config.regex_scopes) for s in phase_scopes]
@@ -259,6 +260,14 @@ def build_training(model: TaskModel, config: FinetuneConfig) -> Training:
                        and multiplier_of(name, multipliers, config.regex_scopes) != 0 for scopes, multipliers in rules)
 
         trained = {v.op.name: v for vs in phase_vars for v in vs if trained_by_some_phase(v.op.name)}
+        kernels = [v for v in trained.values() if v.shape.rank is not None and v.shape.rank >= 2]
+        if config.weight_decay and kernels:
+            with tf.compat.v1.name_scope("weight_decay"):
+                regularization = [*regularization, config.weight_decay * tf.add_n([tf.nn.l2_loss(v) for v in kernels])]
+        total_loss = loss + tf.add_n(regularization) if regularization else loss
+        # every random op of the training tower a function of (seed, step): a resumed run draws what an
+        # uninterrupted one does (before the gradients, which read the random values too)
+        notes += make_stateless(graph, total_loss, global_step, config.seed)[1]
         notes += _untrained_new_variables(model, phases, phase_vars)
         # Layers that no phase trains run in inference mode in the training tower too: fused batch norm rewired to
         # its moving statistics, and the conds of an is_training switch sent to their inference branch.
@@ -285,6 +294,6 @@ def build_training(model: TaskModel, config: FinetuneConfig) -> Training:
         hist_vars = select(model.model_variables, include_scopes=config.histograms) if config.histograms else []
         histograms = tf.compat.v1.summary.merge([tf.compat.v1.summary.histogram(v.op.name, v) for v in hist_vars]) \
             if hist_vars else None
-    return Training(global_step=global_step, loss=loss, train_ops=train_ops, trained=trained,
+    return Training(global_step=global_step, loss=loss, total_loss=total_loss, train_ops=train_ops, trained=trained,
                     trained_scopes=sorted({n.rsplit("/", 1)[0] for n in trained}), histograms=histograms, notes=notes,
                     probabilities=probabilities, weights_finite=weights_finite)
