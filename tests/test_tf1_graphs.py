@@ -156,3 +156,33 @@ def test_loss_adds_the_graphs_regularization_losses_and_weight_decay(tf1_cnn, np
         total, loss, regs, values = sess.run([training.total_loss, training.loss, graph_losses, kernels], feed)
     expected = loss + sum(regs) + 0.01 * sum(float(np.sum(v.astype(np.float64) ** 2)) / 2 for v in values)
     assert total == pytest.approx(expected, rel=1e-5)
+
+
+def test_keeping_the_graphs_own_classifier(tf1_cnn, npz, tmp_path):
+    # README: --endpoint on its logits, --head flatten, its class count, its scope trained
+    x, y = tf1_style.sample_data(24)
+    data = str(tmp_path / "three.npz")
+    np.savez(data, x=x, y=y)
+    result = run_finetune(_config(tf1_cnn, npz, tmp_path / "run", endpoint="fc/BiasAdd", head="flatten",
+                                  num_classes=3, trainable_scopes=["fc"], train_data=data, val_data=data),
+                          progress=False)
+    assert result.trained_params == 8 * 3 + 3 and result.metrics["trained_scopes"] == ["fc"]
+    assert set(result.metrics) == {"accuracy_before", "accuracy_after", "validation_size", "train_size", "steps",
+                                   "trained_params", "frozen_params", "trained_scopes", "checkpoint",
+                                   "source_checkpoint", "input", "probabilities", "inference_feed", "phases"}
+    changed = diff_checkpoints(tf1_cnn.checkpoint, result.checkpoint).changed
+    assert {"fc/weights", "fc/biases"} <= set(changed)
+    assert not [n for n in changed if n.startswith(("conv1/", "conv2/")) and "/Adam" not in n]
+
+
+def test_the_main_job_file_shows_every_key_and_the_readme_shows_the_file():
+    import dataclasses
+    import re
+
+    from tf1tune.train.config import FinetuneConfig
+
+    root = os.path.join(os.path.dirname(__file__), "..")
+    text = open(os.path.join(root, "configs", "digits_parity.yaml"), encoding="utf-8").read()
+    shown = set(re.findall(r"^(?:# )?([a-z_]+):", text, re.M))
+    assert {f.name for f in dataclasses.fields(FinetuneConfig)} <= shown
+    assert "```yaml\n" + text + "```" in open(os.path.join(root, "README.md"), encoding="utf-8").read()
