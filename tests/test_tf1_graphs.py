@@ -118,7 +118,8 @@ def test_a_placeholder_the_graph_needs_is_one_line_naming_it_and_set_feeds_it(tm
         x = tf.compat.v1.placeholder(tf.float32, [None, 8, 8, 1], name="input")
         scale = tf.compat.v1.placeholder(tf.float32, [], name="scale")
         w = tf.compat.v1.get_variable("conv/weights", initializer=tf.ones([3, 3, 1, 4]) * 0.1)
-        tf.nn.relu(tf.nn.conv2d(x * scale, w, 1, "SAME"), name="conv/Relu")
+        checked = tf.debugging.check_numerics(tf.math.log(scale), "log of scale", name="checked_scale")
+        tf.nn.relu(tf.nn.conv2d(x * checked, w, 1, "SAME"), name="conv/Relu")
         with tf.compat.v1.Session() as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
             prefix = tf.compat.v1.train.Saver().save(sess, str(tmp_path / "model"))
@@ -129,7 +130,11 @@ def test_a_placeholder_the_graph_needs_is_one_line_naming_it_and_set_feeds_it(tm
     assert main(argv + ["--out", str(tmp_path / "a")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "placeholder 'scale'" in err[0] and "--set scale=VALUE" in err[0], err
-    assert main(argv + ["--out", str(tmp_path / "b"), "--set", "scale=255"]) == 0
+    assert main(argv + ["--out", str(tmp_path / "b"), "--set", "scale=2"]) == 0
+    capsys.readouterr()
+    assert main(argv + ["--out", str(tmp_path / "c"), "--set", "scale=-1"]) == 2  # any other TF error: one line too
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "checked_scale" in err[0] and "log of scale" in err[0], err
 
 
 def test_a_phase_that_leaves_the_new_head_untrained_warns(tf1_cnn, npz, tmp_path):

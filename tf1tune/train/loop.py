@@ -221,10 +221,11 @@ def _one_line_run_errors() -> Iterator[None]:
             raise GraphRunError(f"the graph needs a value for placeholder '{unfed[1]}' ({unfed[2]}) that tf1tune does "
                                 f"not feed; give one with --set {unfed[1]}=VALUE (set: {{{unfed[1]}: VALUE}} in YAML)"
                                 ) from e
-        node = re.search(r"node ([^\s:(]+)", text)
-        where = node[1] if node else (e.op.name if e.op is not None else "an op")
-        detail = next((line.strip() for line in text.splitlines() if line.strip() and "Graph execution" not in line
-                       and not line.strip().startswith("Detected at")), first_line(e))
+        node = re.search(r"node '?([^'\s:(\]}]+)", text)
+        where = e.op.name if e.op is not None else (node[1] if node else "an op")
+        skip = ("Graph execution error", "Detected at node", "Node:", "[[")
+        detail = next((line.strip() for line in text.splitlines()
+                       if line.strip() and not line[0].isspace() and not line.startswith(skip)), first_line(e))
         raise GraphRunError(f"TensorFlow failed at '{where}' while running the fine-tuning graph: {detail}") from e
 
 
