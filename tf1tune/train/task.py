@@ -27,8 +27,13 @@ from tf1tune.nets.preprocessing import get_preprocessing
 from tf1tune.nets.registry import get_net
 from tf1tune.restore import plan_restore
 from tf1tune.selection import scope_matches, select
-from tf1tune.train.batchnorm import (batch_norm_to_inference, bool_switches, conds_to_inference,
-                                     frozen_batch_norm_layers, frozen_batch_norm_updates)
+from tf1tune.train.batchnorm import (
+    batch_norm_to_inference,
+    bool_switches,
+    conds_to_inference,
+    frozen_batch_norm_layers,
+    frozen_batch_norm_updates,
+)
 from tf1tune.train.config import FinetuneConfig
 from tf1tune.train.random_ops import make_stateless
 from tf1tune.train.train_op import TrainOp, build_train_op, load_mask, multiplier_of
