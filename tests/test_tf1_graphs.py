@@ -52,7 +52,23 @@ def test_frozen_graph_trains_the_new_head_with_no_phases(tf1_cnn, npz, tmp_path,
     assert [s.split("/")[0] for s in metrics["trained_scopes"]] == ["finetune_head"]
     capsys.readouterr()
     assert main(["inspect", tf1_cnn.frozen_inference, "--json"]) == 0
-    assert metrics["frozen_params"] == json.loads(capsys.readouterr().out)["num_params"]  # the graph's weights
+    weights = json.loads(capsys.readouterr().out)["num_params"]
+    assert metrics["frozen_params"] == weights  # the graph's weights, all constants
+    # a scope named in trainable_scopes becomes variables again: it trains, the rest stays frozen
+    out = str(tmp_path / "run2")
+    assert main(["finetune", "--frozen", tf1_cnn.frozen_inference, "--input", "input", "--endpoint", "conv2/Relu",
+                 "--num-classes", "2", "--train-data", npz, "--steps", "5", "--batch-size", "8", "--out", out,
+                 "--trainable-scopes", "conv2,finetune_head"]) == 0
+    metrics = json.load(open(os.path.join(out, "metrics.json")))
+    conv2_trainable = 3 * 3 * 8 * 8 + 8 + 8  # weights, batch norm's beta and fixed gamma; not its moving statistics
+    assert metrics["trained_params"] == HEAD_PARAMS + conv2_trainable
+    assert metrics["frozen_params"] + conv2_trainable == weights
+    reader = tf.train.load_checkpoint(out)
+    frozen = tf1tune.load_frozen(tf1_cnn.frozen_inference)
+    with frozen.session() as sess:
+        for stat in ("moving_mean", "moving_variance"):  # unfrozen statistics stay as frozen
+            before = sess.run(frozen.tensor(f"conv2/BatchNorm/{stat}:0"))
+            assert before.tobytes() == reader.get_tensor(f"conv2/BatchNorm/{stat}").tobytes()
 
 
 def _layer_outputs(tf1_cnn, npz, out, **overrides):

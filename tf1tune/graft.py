@@ -22,6 +22,7 @@ import tf_slim as slim
 from tensorflow.core.framework import graph_pb2
 
 from tf1tune.errors import GraftError, first_line
+from tf1tune.graphdef import FUSED_BATCH_NORM_OPS, node_name
 from tf1tune.handle import ModelHandle
 from tf1tune.names import not_found
 
@@ -188,7 +189,9 @@ def unfreeze(handle: ModelHandle, names: Sequence[str]) -> ModelHandle:
 
     Returns:
         A new handle on a new graph: same nodes, the chosen constants replaced by variables of the
-        same name, shape, dtype and value (their initializers hold the values).
+        same name, shape, dtype and value (their initializers hold the values). They are trainable, except
+        batch norm's moving statistics (the mean and variance inputs of `FusedBatchNorm*`), which stay out of
+        training as in the graph they were frozen from.
 
     Raises:
         NameNotFoundError: A name matches no float constant (the closest constant names are listed).
@@ -218,11 +221,28 @@ def unfreeze(handle: ModelHandle, names: Sequence[str]) -> ModelHandle:
                 del node.attr["_class"]
     graph = tf.Graph()
     with graph.as_default():
-        variables = {name: tf.compat.v1.get_variable(name, initializer=value, trainable=True) for name, value in values.items()}
+        statistics = _batch_norm_statistics(graph_def)
+        variables = {name: tf.compat.v1.get_variable(name, initializer=value, trainable=name not in statistics)
+                     for name, value in values.items()}
         tf.import_graph_def(kept, name="", input_map={f"{name}:0": v.read_value() for name, v in variables.items()})
     return ModelHandle.from_graph(handle.kind, handle.source, graph, tensorflow_version=handle.tensorflow_version,
                                   repairs=list(handle.repairs), extra={**handle.extra, "unfrozen": sorted(values)},
                                   risks=list(handle.risks), allowed_ops=handle.allowed_ops)
+
+
+def _batch_norm_statistics(graph_def: graph_pb2.GraphDef) -> set[str]:
+    """Names of the nodes that feed a fused batch norm its mean and variance (inputs 3 and 4), through Identity ops."""
+    by_name = {n.name: n for n in graph_def.node}
+    found: set[str] = set()
+    for node in graph_def.node:
+        if node.op in FUSED_BATCH_NORM_OPS:
+            for name in node.input[3:5]:
+                name = node_name(name)
+                while name in by_name and by_name[name].op == "Identity":
+                    found.add(name)
+                    name = node_name(by_name[name].input[0])
+                found.add(name)
+    return found
 
 
 def shared_layer(layer_fn: Callable[..., tf.Tensor], scope: str, *args: object, **kwargs: object) -> tf.Tensor:

@@ -163,9 +163,13 @@ def _switch_feeds(handle: Any, settings: dict[str, Any]) -> tuple[dict[tf.Tensor
 
 
 def _float_constant_values(graph: tf.Graph) -> int:
-    """The number of values in the floating-point constants of a frozen graph (what `tf1tune inspect` counts)."""
+    """The number of values in the floating-point constants of a frozen graph (what `tf1tune inspect` counts),
+    leaving out the initial values of the variables that `unfreeze` made."""
+    initializers = ("Assign", "AssignVariableOp")
     return sum(math.prod(op.outputs[0].shape.as_list()) for op in graph.get_operations()
-               if op.type == "Const" and op.outputs[0].dtype.is_floating and op.outputs[0].shape.is_fully_defined())
+               if op.type == "Const" and op.outputs[0].dtype.is_floating and op.outputs[0].shape.is_fully_defined()
+               and not (op.outputs[0].consumers()
+                        and all(c.type in initializers for c in op.outputs[0].consumers())))
 
 
 def build_task_model(config: FinetuneConfig) -> TaskModel:
