@@ -110,6 +110,7 @@ def test_plain_is_training_placeholder_is_fed_and_frozen_statistics_stay(tf1_cnn
     assert main(["freeze", "--run-dir", str(out), "--out", pb]) == 0
     frozen = tf1tune.load_frozen(pb)
     assert [t.name for t in frozen.inputs] == ["input:0"]
+    assert main(["eval", str(out), "--data", npz]) == 0  # evaluation of the run feeds the switch too
 
 
 def test_lr_multiplier_zero_counts_and_runs_as_frozen(tf1_cnn, npz, tmp_path):

@@ -73,6 +73,7 @@ def _graph_classifier(source: str, inputs: str | None, outputs: str | None, run_
 
         run = load_run(source)
         handle, in_name, out_name, kind = run.handle, inputs or run.input, outputs or run.probabilities, "run"
+        settings = run.settings  # the source's is_training switches: False
     else:
         handle = tf1tune.load(source)
         kind = handle.kind
@@ -88,7 +89,7 @@ def _graph_classifier(source: str, inputs: str | None, outputs: str | None, run_
             scores = [handle.tensor(n) for n in signature.values()] if signature else handle.outputs
             scores = [t for t in scores if t.dtype.is_floating and t.shape.rank == 2]
             out_name = _pick(scores, "score output", "--outputs NAME", source).name
-    frozen = freeze_model(handle, [out_name], [in_name])
+    frozen = freeze_model(handle, [out_name], [in_name], settings if run_dir else None)
     shape = _image_shape(handle.tensor(in_name).shape.as_list(), f"input '{in_name}'")
     graph = tf.Graph()
     with graph.as_default():
