@@ -82,14 +82,14 @@ def _pick_placeholders(handle: ModelHandle, out_tensors: list[tf.Tensor], inputs
 
 def _set_constants(graph_def: graph_pb2.GraphDef, handle: ModelHandle, set_values: Mapping[str, Any]) -> set[str]:
     """Placeholders named in `set_values` turned into constants of their dtype; returns their node names."""
-    from tf1tune.export.freeze import _value_for
+    from tf1tune.export.freeze import placeholder_value
 
     names = set()
     nodes = {n.name: n for n in graph_def.node}
     for name, value in set_values.items():
         op = handle.tensor(name).op
         node = nodes[op.name]
-        array = _value_for(op, value)
+        array = placeholder_value(op, value)
         dtype = node.attr["dtype"].type
         node.op = "Const"
         del node.input[:]
