@@ -58,7 +58,7 @@ def test_frozen_graph_trains_the_new_head_with_no_phases(tf1_cnn, npz, tmp_path,
     out = str(tmp_path / "run2")
     assert main(["finetune", "--frozen", tf1_cnn.frozen_inference, "--input", "input", "--endpoint", "conv2/Relu",
                  "--num-classes", "2", "--train-data", npz, "--steps", "5", "--batch-size", "8", "--out", out,
-                 "--trainable-scopes", "conv2,finetune_head"]) == 0
+                 "--trainable-scopes", "conv2,finetune_head", "--learning-rate", "0.005"]) == 0  # finite loss
     metrics = json.load(open(os.path.join(out, "metrics.json")))
     conv2_trainable = 3 * 3 * 8 * 8 + 8 + 8  # weights, batch norm's beta and fixed gamma; not its moving statistics
     assert metrics["trained_params"] == HEAD_PARAMS + conv2_trainable
@@ -191,7 +191,8 @@ def test_keeping_the_graphs_own_classifier(tf1_cnn, npz, tmp_path):
     assert result.trained_params == 8 * 3 + 3 and result.metrics["trained_scopes"] == ["fc"]
     assert set(result.metrics) == {"accuracy_before", "accuracy_after", "validation_size", "train_size", "steps",
                                    "trained_params", "frozen_params", "trained_scopes", "checkpoint",
-                                   "source_checkpoint", "input", "probabilities", "inference_feed", "phases"}
+                                   "source_checkpoint", "input", "probabilities", "inference_feed", "phases",
+                                   "feature_cache", "skipped_images"}
     changed = diff_checkpoints(tf1_cnn.checkpoint, result.checkpoint).changed
     assert {"fc/weights", "fc/biases"} <= set(changed)
     assert not [n for n in changed if n.startswith(("conv1/", "conv2/")) and "/Adam" not in n]

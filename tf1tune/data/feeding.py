@@ -73,8 +73,7 @@ def channel_notes(data: RunData, channels: int) -> list[str]:
 
 def cached_phases(train_endpoint: tf.Tensor | None, eval_endpoint: tf.Tensor | None, images: tf.Tensor,
                   phase_variables: Sequence[Sequence[str]], phase_fetches: Sequence[Sequence[Any]],
-                  feed: dict[tf.Tensor, Any], augment: Augment | None,
-                  eval_feed: dict[tf.Tensor, Any] | None = None) -> tuple[list[bool], str | None]:
+                  feed: dict[tf.Tensor, Any], augment: Augment | None) -> tuple[list[bool], str | None]:
     """Which phases can train from cached features, and why the first one that cannot, cannot.
 
     Phase `p` can when the endpoint's features are exact (`why_not_exact`) with the variables of phases
@@ -92,7 +91,7 @@ def cached_phases(train_endpoint: tf.Tensor | None, eval_endpoint: tf.Tensor | N
         trained |= set(variables)
         if reason is None:
             reason = why_not_exact(train_endpoint, images, trained, feed) or \
-                why_not_exact(eval_endpoint, images, trained, eval_feed or {})
+                why_not_exact(eval_endpoint, images, trained, {})
         if reason is None and not needs_only(fetches, train_endpoint, images):
             reason = f"the training step reaches the input other than through '{train_endpoint.name}'"  # type: ignore[union-attr]
         flags.append(reason is None)

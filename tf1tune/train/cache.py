@@ -29,7 +29,9 @@ def cache_plan(model: TaskModel, config: FinetuneConfig, training: Training,
     variables = [[name for _, names in op.groups for name in names] for op in training.train_ops]
     fetches = [[op.op, training.loss, model.train_logits] for op in training.train_ops]
     return cached_phases(model.train_endpoint, model.eval_endpoint, model.images, variables, fetches,
-                         model.train_feed, augment, model.eval_feed)
+                         # the source's switches and `set` values: fixed, and frozen layers' conds already sent to
+                         # inference (a trained layer's training branch is refused on its own)
+                         {t: v for t, v in model.train_feed.items() if t not in model.eval_feed}, augment)
 
 
 def prepare_cache(sess: tf.compat.v1.Session, model: TaskModel, config: FinetuneConfig, feeder: RunFeeder,

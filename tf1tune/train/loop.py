@@ -277,7 +277,8 @@ def _run(config: FinetuneConfig, model: TaskModel, run_dir: str, data: data_lib.
     feeder = RunFeeder(data, stream, model.image_size, model.channels, model.images, model.labels, model.train_feed,
                        model.eval_feed)
     cached, reason = cache_plan(model, config, training, augment)
-    with tf.compat.v1.Session(graph=model.graph) as sess, model.graph.as_default(), _one_line_run_errors():
+    with tf.compat.v1.Session(graph=model.graph) as sess, model.graph.as_default(), _one_line_run_errors(), \
+            contextlib.closing(feeder):  # the streamed pipeline stops first, also when a step fails
         writer = tf.compat.v1.summary.FileWriter(os.path.join(run_dir, run_dir_lib.EVENTS), graph=None)
         runner = _Runner(sess, model, config, phases, training, saver, writer, run_dir, feeder, cached)
         latest = tf.train.latest_checkpoint(run_dir)
