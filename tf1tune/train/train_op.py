@@ -128,8 +128,7 @@ def _multiplier_of(name: str, multipliers: Sequence[tuple[str, float]], regex: b
 
 
 def multiplier_of(name: str, multipliers: Mapping[str, float], regex: bool = False) -> float:
-    """The learning-rate multiplier `build_train_op` gives the variable or op `name`: that of the longest scope
-    (pattern) of `multipliers` that matches it, 1.0 when none does (0 freezes)."""
+    """`build_train_op`'s learning-rate multiplier for `name`: the longest matching scope's, else 1.0 (0 freezes)."""
     return _multiplier_of(name, [(s, float(m)) for s, m in multipliers.items()], regex)
 
 
