@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 
@@ -120,3 +121,18 @@ def missing_folder(folder: str | os.PathLike[str]) -> str:
     if os.path.exists(probe) and not os.path.isdir(probe):
         return f"'{probe}' is a file, not a directory"
     return f"directory '{text}' does not exist; create it first"
+
+
+@contextlib.contextmanager
+def stderr_to_devnull() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null for the block: C++ code (TensorFlow's start-up, the TFLite converter)
+    writes there directly, past Python's `sys.stderr`."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

@@ -124,22 +124,11 @@ def _quiet_tensorflow(debug: bool) -> None:
     if debug or "tensorflow" in sys.modules:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    with _stderr_to_devnull():
+    from tf1tune._fs import stderr_to_devnull
+
+    with stderr_to_devnull():
         import tensorflow as tf
     tf.get_logger().setLevel("ERROR")
-
-
-@contextlib.contextmanager
-def _stderr_to_devnull() -> Iterator[None]:
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 @contextlib.contextmanager

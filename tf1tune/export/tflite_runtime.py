@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 import tensorflow as tf
 
+from tf1tune._fs import stderr_to_devnull
 from tf1tune.errors import BadSourceError, ExportError, first_line
 
 
@@ -27,15 +27,8 @@ def native_quiet() -> Iterator[None]:
     if os.environ.get("TF_CPP_MIN_LOG_LEVEL") != "3":
         yield
         return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
+    with stderr_to_devnull():
         yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def _interpreter_class() -> type:
