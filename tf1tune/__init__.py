@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # the one export list: type checkers read these imports, `__g
         BadSourceError,
         CheckpointMismatchError,
         CheckpointWarning,
+        ClusterError,
         ConfigError,
         DataError,
         DataWarning,

@@ -32,6 +32,7 @@ COMMANDS = {
     "repair": "repair_cmd",
     "export-tflite": "export_tflite_cmd",
     "eval": "eval_cmd",
+    "cluster": "cluster_cmd",
 }
 
 EPILOG = """examples:

@@ -85,6 +85,10 @@ class TrainingError(Tf1tuneError):
     """Training cannot go on as asked (a non-finite loss or weights); the last good checkpoint is kept."""
 
 
+class ClusterError(Tf1tuneError):
+    """A distributed run cannot start or go on: a bad cluster description, a task that cannot be reached in time."""
+
+
 class DataWarning(UserWarning):
     """Data that tf1tune converts to fit the net (RGB images for a grayscale net), with a loss the user should know."""
 

@@ -13,6 +13,8 @@ EPILOG = """examples:
   tf1tune finetune --meta PNet-18.meta --input input_image --endpoint conv3/add --num-classes 2 \\
       --train-data faces.npz --out runs/pnet
   tf1tune finetune --out runs/digits-parity --resume  # continue after an interruption
+  tf1tune cluster --workers 2 -- finetune --overwrite  # the main job on 1 ps + 2 workers on this machine
+  tf1tune finetune --ps-hosts h0:2222 --worker-hosts h1:2222,h2:2222 --job-name worker --task-index 0
 
 Flags override the --config file, which overrides the defaults (the main job).
 """
@@ -30,11 +32,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the fine-tuning and print accuracy before and after."""
+    from tf1tune.train.cluster import cluster_from, run_ps
     from tf1tune.train.config import cli_flags, make_config
-    from tf1tune.train.loop import run_finetune
+    from tf1tune.train.loop import run_finetune, run_replica
 
     config = make_config(args.config, **{name: getattr(args, name) for _, name, _ in cli_flags()})
-    result = run_finetune(config, progress=not args.no_progress)
+    cluster = cluster_from(config)  # flags or TF_CONFIG; None: one process
+    if cluster is not None and cluster.job_name == "ps":
+        return run_ps(cluster)
+    if cluster is not None and not cluster.is_chief:
+        steps = run_replica(config, cluster, progress=not args.no_progress)
+        print(f"{cluster.name}: done at global step {steps} (the chief, worker 0, wrote the run directory)")
+        return 0
+    result = run_finetune(config, progress=not args.no_progress, cluster=cluster)
     print(f"run directory: {result.run_dir}")
     print(f"validation accuracy before fine-tuning (new head): {result.accuracy_before:.4f}")
     print(f"validation accuracy after {result.steps} steps: {result.accuracy_after:.4f}")

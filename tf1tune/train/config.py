@@ -100,6 +100,13 @@ class FinetuneConfig:
     skip_bad_images: bool = _flag(False, "leave undecodable images out (counted in metrics.json) instead of stopping")
     allow_ops: list[str] = _flag(list, "op types of a --meta/--frozen graph to run although they do more than "
                                        "compute (files, network, Python); `tf1tune inspect` lists them")
+    ps_hosts: list[str] = _flag(list, "distributed: the parameter-server tasks, host:port,host:port")
+    worker_hosts: list[str] = _flag(list, "distributed: the workers, host:port,...; worker 0 is the chief")
+    job_name: str | None = _flag(None, "distributed: this task's job, ps or worker (default: TF_CONFIG's task)")
+    task_index: int = _flag(0, "distributed: this task's index in its job")
+    async_replicas: bool = _flag(False, "distributed: apply each worker's gradients as they come instead of "
+                                        "averaging all workers' gradients every step")
+    cluster_timeout: float = _flag(120.0, "distributed: seconds a task waits for the others before it gives up")
     set: dict[str, Any] = field(default_factory=dict, metadata={
         "help": "feed a placeholder of a --meta/--frozen graph this value, e.g. keep_prob=1.0 (repeatable); "
                 "boolean switches such as is_training are found and fed by themselves",
@@ -339,6 +346,10 @@ def validate(config: FinetuneConfig) -> None:
         if not isinstance(spec, (dict, str)):
             raise ConfigError(f"masks.{name} must be a mapping (rows, columns or indices) or a .npy path, got "
                               f"{spec!r:.60}")
+    if config.job_name not in (None, "ps", "worker"):
+        raise ConfigError(f"job_name must be ps or worker, got {config.job_name!r:.60}")
+    check_int("task_index", config.task_index, 0, 10_000, ConfigError)
+    check_float("cluster_timeout", config.cluster_timeout, 0.0, 7 * 24 * 3600.0, ConfigError, low_open=True)
     if config.resume and config.overwrite:
         raise ConfigError("--resume and --overwrite exclude each other: resume continues the run, overwrite deletes it")
 

@@ -39,6 +39,7 @@ from tf1tune.restore import restore
 from tf1tune.selection import select
 from tf1tune.train import run_dir as run_dir_lib
 from tf1tune.train.cache import cache_plan, prepare_cache
+from tf1tune.train.cluster import Cluster, SyncDriver, build_cluster_ops, placement, start_server, wait_for
 from tf1tune.train.config import FinetuneConfig, Phase, check_runnable
 from tf1tune.train.task import TaskModel, Training, build_task_model, build_training, param_count, restore_choice
 
@@ -121,11 +122,12 @@ class _Runner:
     config: FinetuneConfig
     phases: list[Phase]
     training: Training
-    saver: tf.compat.v1.train.Saver
+    saver: tf.compat.v1.train.Saver | None  # None (and no writer) on a worker other than the chief: it writes nothing
     writer: Any
     run_dir: str
     feeder: RunFeeder
     cached: list[bool]
+    driver: SyncDriver | None = None  # a task of a cluster: the global step moves with every worker's steps
     last_validation: tuple[np.ndarray, np.ndarray] = field(
         default_factory=lambda: (np.zeros(0, np.int64), np.zeros(0, np.int64)))
 
@@ -150,10 +152,13 @@ class _Runner:
         if finite is not None and not bool(self.sess.run(finite)):
             raise TrainingError(f"training stopped at step {step}: the trained weights are no longer finite (NaN or "
                                 f"inf); {self._kept()}; lower the learning rate or set clip_norm")
+        assert self.saver is not None  # the chief's
         return str(self.saver.save(self.sess, os.path.join(self.run_dir, run_dir_lib.CHECKPOINT_PREFIX),
                                    global_step=step))
 
     def _kept(self) -> str:
+        if self.saver is None:
+            return "the chief keeps its last checkpoint"
         last = tf.train.latest_checkpoint(self.run_dir)
         return (f"the last good checkpoint, {os.path.basename(last)}, is kept" if last
                 else "nothing was saved")
@@ -177,9 +182,12 @@ class _Runner:
         bar = tqdm(total=total, initial=start, disable=None if progress else True, file=sys.stderr, unit="step",
                    leave=False)
         times: dict[int, list[float]] = {}
-        for step in range(start, total):
+        chief, step = self.writer is not None, start
+        while step < total:
             began = time.perf_counter()
             phase = int(np.searchsorted(bounds, step, side="right"))
+            if self.driver is not None:
+                self.driver.before_step(step)
             feed, labels = self.feeder.train(step, self.cached[phase])
             # the step, its loss and the training batch's logits in one session.run
             _, loss_value, logits = self.sess.run(
@@ -191,16 +199,23 @@ class _Runner:
                     f"training stopped at step {step + 1} (phase {phase + 1}): the loss is {float(loss_value)}; "
                     f"{self._kept()}; lower the learning rate (now {self.phases[phase].learning_rate:g}) or set "
                     "clip_norm")
-            bar.update(1)
-            if (step + 1) % config.log_every == 0 or step + 1 == total:
+            new = step + 1 if self.driver is None else self.driver.step_done()  # other workers move it too
+            bar.update(max(new - step, 0))
+            if chief and (_crossed(step, new, config.log_every) or new >= total):
                 bar.set_postfix(phase=phase + 1, loss=f"{loss_value:.4f}")
-                self._log(step, phase, float(loss_value), float(np.mean(np.argmax(logits, 1) == labels)))
-            if (step + 1) % config.checkpoint_every == 0 and step + 1 < total:
-                self.save(step + 1)
-                self.validate(step + 1, self.cached[phase])
+                self._log(new - 1, phase, float(loss_value), float(np.mean(np.argmax(logits, 1) == labels)))
+            if chief and _crossed(step, new, config.checkpoint_every) and new < total:
+                self.save(new)
+                self.validate(new, self.cached[phase])
+            step = new
         bar.close()
         self.feeder.close()
         return {phase: float(np.median(t)) for phase, t in times.items()}
+
+
+def _crossed(step: int, new: int, every: int) -> bool:
+    """Whether going from `step` to `new` passes a multiple of `every` (one step at a time: `new % every == 0`)."""
+    return new // every > step // every
 
 
 def _skipped(before: dict[str, Any] | None, skipped: data_lib.Skipped) -> dict[str, Any]:
@@ -229,13 +244,19 @@ def _one_line_run_errors() -> Iterator[None]:
         raise GraphRunError(f"TensorFlow failed at '{where}' while running the fine-tuning graph: {detail}") from e
 
 
-def run_finetune(config: FinetuneConfig, progress: bool = True) -> FinetuneResult:
+def run_finetune(config: FinetuneConfig, progress: bool = True, cluster: Cluster | None = None) -> FinetuneResult:
     """Run (or resume) the fine-tuning described by `config`; returns what it measured.
+
+    With `cluster` this process is its chief (worker 0): it trains its shard of the data with the other workers
+    (`tf1tune.train.cluster`) and alone writes the run directory. The other workers run `run_replica`.
 
     Raises:
         Tf1tuneError subclasses for bad configuration, sources, data or checkpoints (one-line messages).
     """
     check_runnable(config)
+    if cluster is not None and not cluster.is_chief:
+        raise ConfigError(f"{cluster.name} is not the chief; run it with run_replica")
+    server = start_server(cluster) if cluster else None  # early: the others can reach this task while it builds
     model = build_task_model(config)
     if model.checkpoint is None and not config.frozen:
         raise ConfigError("a checkpoint to fine-tune from is required (--checkpoint); none was found next to the source")
@@ -252,35 +273,83 @@ def run_finetune(config: FinetuneConfig, progress: bool = True) -> FinetuneResul
             run_dir_lib.discard_failed_start(run_dir)
         raise
     try:
-        return _run(config, model, run_dir, data, classes, progress)
+        return _run(config, model, run_dir, data, progress, cluster, server)
     except BaseException:
         if fresh:  # a fresh run that failed leaves nothing that blocks its rerun (a kept checkpoint stays)
             run_dir_lib.discard_failed_start(run_dir)
         raise
 
 
-def _run(config: FinetuneConfig, model: TaskModel, run_dir: str, data: data_lib.RunData, classes: int,
-         progress: bool) -> FinetuneResult:
+def run_replica(config: FinetuneConfig, cluster: Cluster, progress: bool = True) -> int:
+    """One worker of a cluster other than the chief: train its shard of the data until the global step reaches
+    the end; it writes nothing (no run directory). Returns the global step reached.
+
+    Raises:
+        ClusterError: The ps tasks or the chief do not come up within `cluster.timeout`.
+    """
+    check_runnable(config)
+    server = start_server(cluster)
+    model = build_task_model(config)
     classes = int(model.train_logits.shape[-1])
+    data = _load_data(config, classes, model.channels)
+    return _run(config, model, "", data, progress, cluster, server).steps
+
+
+def _shard(data: data_lib.RunData, cluster: Cluster | None) -> data_lib.RunData:
+    """This worker's part of the training data: every N-th sample from its index on (all of it without a cluster)."""
+    if cluster is None or cluster.workers == 1:
+        return data
+    indices = np.arange(cluster.task_index, len(data.train), cluster.workers)
+    part = f"shard {cluster.task_index + 1} of {cluster.workers}"
+    return data_lib.RunData(train=data.train.subset(indices, part), val=data.val, skipped=data.skipped)
+
+
+def _session(model: TaskModel, cluster: Cluster | None, server: Any) -> tf.compat.v1.Session:
+    if cluster is None:
+        return tf.compat.v1.Session(graph=model.graph)
+    wait_for(cluster, cluster.ps_hosts, "ps task")
+    return tf.compat.v1.Session(server.target, graph=model.graph, config=cluster.session_config())
+
+
+def _run(config: FinetuneConfig, model: TaskModel, run_dir: str, data: data_lib.RunData, progress: bool,
+         cluster: Cluster | None = None, server: Any = None) -> FinetuneResult:
+    classes = int(model.train_logits.shape[-1])
+    chief = cluster is None or cluster.is_chief
     phases = config.resolved_phases()
-    training = build_training(model, config)
-    with model.graph.as_default():
-        saver = tf.compat.v1.train.Saver(max_to_keep=config.keep_checkpoints)
-    restore_list, restore_notes = restore_choice(model, config) if model.checkpoint else ([], [])
+    replicas = cluster.workers if cluster is not None and cluster.sync else None
+    with placement(model.graph, cluster):  # for a cluster: variables on the ps tasks, ops on this worker
+        training = build_training(model, config, replicas, cluster.task_index if cluster else 0)
+        saver = tf.compat.v1.train.Saver(max_to_keep=config.keep_checkpoints) if chief else None
+        ops = build_cluster_ops(training.global_step, cluster) if cluster else None
+    restore_list, restore_notes = restore_choice(model, config) if model.checkpoint and chief else ([], [])
     for note in training.notes + restore_notes:
         warnings.warn(note, FinetuneWarning, stacklevel=2)
     trained_params = param_count(list(training.trained.values()))
     frozen_params = model.frozen_constants + param_count(
         [v for v in (select(model.model_variables) if model.model_variables else []) if v.op.name not in training.trained])
     augment = data_lib.Augment(**config.augment) if config.augment else None
-    stream = data_lib.BatchStream(data.train, config.batch_size, seed=config.seed, augment=augment)
-    feeder = RunFeeder(data, stream, model.image_size, model.channels, model.images, model.labels, model.train_feed,
+    mine = _shard(data, cluster)
+    stream = data_lib.BatchStream(mine.train, config.batch_size, seed=config.seed, augment=augment)
+    feeder = RunFeeder(mine, stream, model.image_size, model.channels, model.images, model.labels, model.train_feed,
                        model.eval_feed)
-    cached, reason = cache_plan(model, config, training, augment)
-    with tf.compat.v1.Session(graph=model.graph) as sess, model.graph.as_default(), _one_line_run_errors(), \
+    cached, reason = cache_plan(model, config, training, augment) if cluster is None else (
+        [False] * len(phases), "a distributed run (each worker streams its own shard)")
+    with _session(model, cluster, server) as sess, model.graph.as_default(), _one_line_run_errors(), \
             contextlib.closing(feeder):  # the streamed pipeline stops first, also when a step fails
-        writer = tf.compat.v1.summary.FileWriter(os.path.join(run_dir, run_dir_lib.EVENTS), graph=None)
-        runner = _Runner(sess, model, config, phases, training, saver, writer, run_dir, feeder, cached)
+        driver = SyncDriver(sess, cluster, ops, training.global_step, [t.sync for t in training.train_ops],
+                            list(np.cumsum([p.steps for p in phases]))) if cluster and ops else None
+        writer = tf.compat.v1.summary.FileWriter(os.path.join(run_dir, run_dir_lib.EVENTS), graph=None) \
+            if chief else None
+        runner = _Runner(sess, model, config, phases, training, saver, writer, run_dir, feeder, cached, driver=driver)
+        if not chief:
+            assert driver is not None
+            driver.start()  # waits until the chief has initialised the model
+            runner.train(int(sess.run(training.global_step)), progress)
+            driver.finish()
+            return FinetuneResult(run_dir="", checkpoint="", steps=int(sess.run(training.global_step)),
+                                  accuracy_before=math.nan, accuracy_after=math.nan, trained_params=trained_params,
+                                  frozen_params=frozen_params, metrics={})
+        assert saver is not None and writer is not None
         latest = tf.train.latest_checkpoint(run_dir)
         resumed = bool(config.resume and latest)
         if resumed:
@@ -298,6 +367,8 @@ def _run(config: FinetuneConfig, model: TaskModel, run_dir: str, data: data_lib.
                 t.capture_snapshots(sess)
             metrics = {"accuracy_before": _accuracy(sess, model, feeder, config.batch_size, cached[0])}
             run_dir_lib.write_metrics(run_dir, metrics)  # a resumed run keeps the "before" figure
+        if driver is not None:
+            driver.start()  # the other workers start their steps once the model is initialised
         step_times = runner.train(start, progress)
         total_steps = runner.total_steps
         final = runner.save(total_steps)
@@ -315,11 +386,22 @@ def _run(config: FinetuneConfig, model: TaskModel, run_dir: str, data: data_lib.
                        for i, p in enumerate(phases)],
             "feature_cache": {**metrics.get("feature_cache", {}), **cache_info},
             "skipped_images": _skipped(metrics.get("skipped_images"), data.skipped),
+            **({"cluster": _cluster_metrics(cluster, config)} if cluster else {}),
         })
         writer.close()
+        if driver is not None:
+            driver.finish()
     run_dir_lib.write_metrics(run_dir, metrics)
     labels, predicted = runner.last_validation  # the final validation pass, not a second one
     plots.write_run_plots(run_dir, labels, predicted, data.val.class_names, classes)  # curves.png, confusion.png
     return FinetuneResult(run_dir=run_dir, checkpoint=final, steps=total_steps,
                           accuracy_before=metrics["accuracy_before"], accuracy_after=metrics["accuracy_after"],
                           trained_params=trained_params, frozen_params=frozen_params, metrics=metrics)
+
+
+def _cluster_metrics(cluster: Cluster, config: FinetuneConfig) -> dict[str, Any]:
+    """What metrics.json records of a distributed run."""
+    return {"workers": cluster.workers, "ps_tasks": len(cluster.ps_hosts),
+            "mode": "synchronous" if cluster.sync else "asynchronous",
+            "batch_per_worker": config.batch_size,
+            "effective_batch": config.batch_size * cluster.workers if cluster.sync else config.batch_size}

@@ -249,8 +249,13 @@ def _untrained_new_variables(model: TaskModel, phases: list[Any], phase_vars: li
     return notes
 
 
-def build_training(model: TaskModel, config: FinetuneConfig) -> Training:
-    """Add the loss and one train op per phase to `model.graph`; frozen batch norm runs in inference mode."""
+def build_training(model: TaskModel, config: FinetuneConfig, replicas: int | None = None,
+                   task_index: int = 0) -> Training:
+    """Add the loss and one train op per phase to `model.graph`; frozen batch norm runs in inference mode.
+
+    `replicas`: synchronous steps over that many workers (`tf1tune.train.cluster`); worker `task_index` draws its
+    random ops (dropout) with seed `seed + task_index`, so that the workers' draws differ.
+    """
     phases = config.resolved_phases()
     notes: list[str] = []
     graph = model.graph
@@ -276,7 +281,7 @@ def build_training(model: TaskModel, config: FinetuneConfig) -> Training:
         total_loss = loss + tf.add_n(regularization) if regularization else loss
         # every random op of the training tower a function of (seed, step): a resumed run draws what an
         # uninterrupted one does (before the gradients, which read the random values too)
-        notes += make_stateless(graph, total_loss, global_step, config.seed)[1]
+        notes += make_stateless(graph, total_loss, global_step, config.seed + task_index)[1]
         notes += _untrained_new_variables(model, phases, phase_vars)
         # Layers that no phase trains run in inference mode in the training tower too: fused batch norm rewired to
         # its moving statistics, and the conds of an is_training switch sent to their inference branch.
@@ -296,7 +301,7 @@ def build_training(model: TaskModel, config: FinetuneConfig) -> Training:
                 total_loss, variables, optimizer=config.optimizer, learning_rate=phase.learning_rate,
                 multipliers=phase.lr_multipliers, regex=config.regex_scopes, clip_norm=config.clip_norm,
                 masks={k: m for k, m in masks.items() if k in {v.op.name for v in variables}},
-                global_step=global_step, update_ops=kept, name=f"phase{i + 1}"))
+                global_step=global_step, update_ops=kept, name=f"phase{i + 1}", replicas=replicas))
         floats = [v for v in trained.values() if v.dtype.base_dtype.is_floating]
         weights_finite = tf.reduce_all(tf.stack([tf.reduce_all(tf.math.is_finite(v)) for v in floats]),
                                        name="weights_finite") if floats else None

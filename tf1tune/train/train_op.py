@@ -54,6 +54,7 @@ import tensorflow as tf
 from tf1tune.errors import ConfigError, SelectionError, SourceNotFoundError, TrainWarning
 from tf1tune.names import capped, closest, not_found
 from tf1tune.selection import scope_matches
+from tf1tune.train.grouped_apply import GroupedApply
 
 __all__ = ["OPTIMIZERS", "TrainOp", "build_train_op", "load_mask", "multiplier_of"]
 
@@ -91,6 +92,7 @@ class TrainOp:
     optimizer_variables: list[tf.Variable]
     snapshots: dict[str, tf.Variable] = field(default_factory=dict)
     no_gradient: list[str] = field(default_factory=list)
+    sync: Any = None  # the SyncReplicasOptimizer of a distributed synchronous step
     _capture: tf.Operation | None = field(default=None, repr=False)
 
     def capture_snapshots(self, sess: tf.compat.v1.Session) -> None:
@@ -202,6 +204,7 @@ def build_train_op(
     global_step: tf.Variable | None = None,
     update_ops: Sequence[tf.Operation] = (),
     name: str = "train",
+    replicas: int | None = None,
 ) -> TrainOp:
     """Build one training step that trains exactly `variables`.
 
@@ -224,6 +227,8 @@ def build_train_op(
             see `frozen_batch_norm_updates`).
         name: Name of the step op and prefix of its optimizers' names (e.g. `phase1`); give each step in
             one graph its own name so their optimizer state stays apart.
+        replicas: Synchronous data-parallel training over this many workers: the step pushes this worker's
+            gradients and waits until the chief applied the sum of `replicas` pushes (`TrainOp.sync`).
 
     Returns:
         The `TrainOp`.
@@ -283,35 +288,20 @@ def build_train_op(
                 g = tf.where(mask_consts[n], tf.zeros_like(g), g)
             fixed.append((g, v))
         pairs = fixed
-    if clip_norm is not None and pairs:
-        with graph.name_scope(f"{name}_clip"):
-            clipped, _ = tf.clip_by_global_norm([g for g, _ in pairs], clip_norm)
-        pairs = list(zip(clipped, [v for _, v in pairs]))
-    grad_of = {_name(v): g for g, v in pairs}
-
     snapshots = {n: _snapshot(masked_vars[n]) for n in mask_arrays}
-    applies = []
-    groups: list[tuple[float, list[str]]] = []
-    with tf.control_dependencies(list(update_ops)):
-        for i, (m, vs) in enumerate(group_of.items()):
-            groups.append((m, [_name(v) for v in vs]))
-            with_grads = [(grad_of[_name(v)], v) for v in vs if _name(v) in grad_of]
-            if not with_grads:
-                continue
-            lr = learning_rate if m == 1.0 else learning_rate * m
-            opt = factory(lr, f"{name}_{i}/{kind}")
-            applies.append(opt.apply_gradients(with_grads))
-        if not applies:
-            applies.append(tf.no_op(name=f"{name}_nothing_to_apply"))
-    with tf.control_dependencies(applies), graph.name_scope(f"{name}_restore_masked"):
-        restores = [masked_vars[n].assign(tf.where(mask_consts[n], snapshots[n].read_value(),
-                                                   masked_vars[n].read_value()), read_value=False)
-                    for n in mask_arrays]
-    with tf.control_dependencies(applies + restores):
-        if global_step is not None:
-            step = tf.group(global_step.assign_add(1, read_value=False), name=name)
-        else:
-            step = tf.no_op(name=name)
+    groups = [(m, [_name(v) for v in vs]) for m, vs in group_of.items()]
+    update = GroupedApply([(factory(learning_rate if m == 1.0 else learning_rate * m, f"{name}_{i}/{kind}"), names)
+                           for i, (m, names) in enumerate(groups)],
+                          [(masked_vars[n], mask_consts[n], snapshots[n]) for n in mask_arrays], clip_norm, name)
+    sync = None
+    if replicas is None:
+        with tf.control_dependencies(list(update_ops)):
+            step = update.apply_gradients(pairs, global_step, name=name)
+    else:  # the mean of `replicas` workers' gradients per global step (see tf1tune.train.cluster)
+        if global_step is None:
+            raise ConfigError("a distributed step needs the global step (it tells stale gradients apart)")
+        sync = tf.compat.v1.train.SyncReplicasOptimizer(update, replicas, replicas, name=f"{name}_sync")
+        step = tf.group(sync.apply_gradients(pairs, global_step), *update_ops, name=name)
     capture = None
     if snapshots:
         with graph.name_scope(f"{name}_capture_snapshots"):
@@ -319,7 +309,7 @@ def build_train_op(
                                  for n in snapshots])
     created = [v for v in graph.get_collection(tf.compat.v1.GraphKeys.GLOBAL_VARIABLES) if _name(v) not in before]
     return TrainOp(op=step, groups=groups, frozen_by_multiplier=frozen, optimizer_variables=created,
-                   snapshots=snapshots, no_gradient=missing, _capture=capture)
+                   snapshots=snapshots, no_gradient=missing, sync=sync, _capture=capture)
 
 
 def _indices(values: Any, what: str, size: int) -> list[int]:
