@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from tf1tune.data.feeding import RunData
 from tf1tune.errors import ClusterError, ConfigError
 
 __all__ = ["Cluster", "SyncDriver", "cluster_from", "placement", "run_ps", "start_server"]
@@ -227,10 +228,13 @@ class _Ops:
     release: tf.Operation | None
 
 
-def build_cluster_ops(global_step: tf.Variable, cluster: Cluster) -> _Ops:
+def build_cluster_ops(global_step: tf.Variable, cluster: Cluster, syncs: Sequence[Any] = ()) -> _Ops:
     """What a task runs besides training (call inside `placement`): the readiness check, local initialisation,
     the done tokens for the ps tasks, and (synchronous) the chief's release of workers still waiting at the end."""
     uninitialized = tf.compat.v1.report_uninitialized_variables(tf.compat.v1.global_variables())
+    for sync in syncs:  # SyncReplicasOptimizer's own readiness check: ours is `uninitialized` (quiets TF's
+        if sync is not None:  # "Object was never used" report)
+            sync.ready_for_local_init_op.mark_used()
     local_init = tf.compat.v1.local_variables_initializer()
     done = []
     for i in range(len(cluster.ps_hosts)):
@@ -319,6 +323,24 @@ class SyncDriver:
             self.sess.run(self.ops.release)
         for op in self.ops.done:
             self.sess.run(op)
+
+
+def shard(data: RunData, cluster: Cluster | None) -> RunData:
+    """This worker's part of the training data: every N-th sample from its index on (all of it without a cluster);
+    the validation data stays whole (only the chief validates)."""
+    if cluster is None or cluster.workers == 1:
+        return data
+    indices = np.arange(cluster.task_index, len(data.train), cluster.workers)
+    part = f"shard {cluster.task_index + 1} of {cluster.workers}"
+    return RunData(train=data.train.subset(indices, part), val=data.val, skipped=data.skipped)
+
+
+def open_session(graph: tf.Graph, cluster: Cluster | None, server: Any) -> tf.compat.v1.Session:
+    """A session on `graph`: local, or on this task's server once every ps task accepts connections (bounded)."""
+    if cluster is None:
+        return tf.compat.v1.Session(graph=graph)
+    wait_for(cluster, cluster.ps_hosts, "ps task")
+    return tf.compat.v1.Session(server.target, graph=graph, config=cluster.session_config())
 
 
 def run_ps(cluster: Cluster) -> int:

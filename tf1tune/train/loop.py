@@ -39,7 +39,7 @@ from tf1tune.restore import restore
 from tf1tune.selection import select
 from tf1tune.train import run_dir as run_dir_lib
 from tf1tune.train.cache import cache_plan, prepare_cache
-from tf1tune.train.cluster import Cluster, SyncDriver, build_cluster_ops, placement, start_server, wait_for
+from tf1tune.train.cluster import Cluster, SyncDriver, build_cluster_ops, open_session, placement, shard, start_server
 from tf1tune.train.config import FinetuneConfig, Phase, check_runnable
 from tf1tune.train.task import TaskModel, Training, build_task_model, build_training, param_count, restore_choice
 
@@ -295,22 +295,6 @@ def run_replica(config: FinetuneConfig, cluster: Cluster, progress: bool = True)
     return _run(config, model, "", data, progress, cluster, server).steps
 
 
-def _shard(data: data_lib.RunData, cluster: Cluster | None) -> data_lib.RunData:
-    """This worker's part of the training data: every N-th sample from its index on (all of it without a cluster)."""
-    if cluster is None or cluster.workers == 1:
-        return data
-    indices = np.arange(cluster.task_index, len(data.train), cluster.workers)
-    part = f"shard {cluster.task_index + 1} of {cluster.workers}"
-    return data_lib.RunData(train=data.train.subset(indices, part), val=data.val, skipped=data.skipped)
-
-
-def _session(model: TaskModel, cluster: Cluster | None, server: Any) -> tf.compat.v1.Session:
-    if cluster is None:
-        return tf.compat.v1.Session(graph=model.graph)
-    wait_for(cluster, cluster.ps_hosts, "ps task")
-    return tf.compat.v1.Session(server.target, graph=model.graph, config=cluster.session_config())
-
-
 def _run(config: FinetuneConfig, model: TaskModel, run_dir: str, data: data_lib.RunData, progress: bool,
          cluster: Cluster | None = None, server: Any = None) -> FinetuneResult:
     classes = int(model.train_logits.shape[-1])
@@ -320,7 +304,7 @@ def _run(config: FinetuneConfig, model: TaskModel, run_dir: str, data: data_lib.
     with placement(model.graph, cluster):  # for a cluster: variables on the ps tasks, ops on this worker
         training = build_training(model, config, replicas, cluster.task_index if cluster else 0)
         saver = tf.compat.v1.train.Saver(max_to_keep=config.keep_checkpoints) if chief else None
-        ops = build_cluster_ops(training.global_step, cluster) if cluster else None
+        ops = build_cluster_ops(training.global_step, cluster, [t.sync for t in training.train_ops]) if cluster else None
     restore_list, restore_notes = restore_choice(model, config) if model.checkpoint and chief else ([], [])
     for note in training.notes + restore_notes:
         warnings.warn(note, FinetuneWarning, stacklevel=2)
@@ -328,13 +312,13 @@ def _run(config: FinetuneConfig, model: TaskModel, run_dir: str, data: data_lib.
     frozen_params = model.frozen_constants + param_count(
         [v for v in (select(model.model_variables) if model.model_variables else []) if v.op.name not in training.trained])
     augment = data_lib.Augment(**config.augment) if config.augment else None
-    mine = _shard(data, cluster)
+    mine = shard(data, cluster)
     stream = data_lib.BatchStream(mine.train, config.batch_size, seed=config.seed, augment=augment)
     feeder = RunFeeder(mine, stream, model.image_size, model.channels, model.images, model.labels, model.train_feed,
                        model.eval_feed)
     cached, reason = cache_plan(model, config, training, augment) if cluster is None else (
         [False] * len(phases), "a distributed run (each worker streams its own shard)")
-    with _session(model, cluster, server) as sess, model.graph.as_default(), _one_line_run_errors(), \
+    with open_session(model.graph, cluster, server) as sess, model.graph.as_default(), _one_line_run_errors(), \
             contextlib.closing(feeder):  # the streamed pipeline stops first, also when a step fails
         driver = SyncDriver(sess, cluster, ops, training.global_step, [t.sync for t in training.train_ops],
                             list(np.cumsum([p.steps for p in phases]))) if cluster and ops else None
@@ -369,7 +353,9 @@ def _run(config: FinetuneConfig, model: TaskModel, run_dir: str, data: data_lib.
             run_dir_lib.write_metrics(run_dir, metrics)  # a resumed run keeps the "before" figure
         if driver is not None:
             driver.start()  # the other workers start their steps once the model is initialised
+        began = time.perf_counter()
         step_times = runner.train(start, progress)
+        train_seconds = time.perf_counter() - began
         total_steps = runner.total_steps
         final = runner.save(total_steps)
         metrics.update({
@@ -386,6 +372,7 @@ def _run(config: FinetuneConfig, model: TaskModel, run_dir: str, data: data_lib.
                        for i, p in enumerate(phases)],
             "feature_cache": {**metrics.get("feature_cache", {}), **cache_info},
             "skipped_images": _skipped(metrics.get("skipped_images"), data.skipped),
+            "train_seconds": train_seconds, "steps_this_session": total_steps - start,  # for bench/distributed.py
             **({"cluster": _cluster_metrics(cluster, config)} if cluster else {}),
         })
         writer.close()
