@@ -46,7 +46,10 @@ class LocalCluster:
     ps_hosts: list[str]
     worker_hosts: list[str]
     python: str = sys.executable
+    cwd: str | None = None  # the tasks' working directory and environment (default: this process's)
+    env: dict[str, str] | None = None
     processes: dict[tuple[str, int], subprocess.Popen[str]] = field(default_factory=dict)
+    output: dict[tuple[str, int], list[str]] = field(default_factory=dict)  # every line each task printed
 
     @classmethod
     def on_free_ports(cls, workers: int, ps: int = 1) -> LocalCluster:
@@ -66,10 +69,11 @@ class LocalCluster:
     def start(self, args: Sequence[str], job: str, index: int, echo: bool = True) -> subprocess.Popen[str]:
         """Start (or restart) one task; its output is printed prefixed with `[job index]` when `echo`."""
         process = subprocess.Popen(self.command(args, job, index), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   text=True, errors="replace")
+                                   text=True, errors="replace", cwd=self.cwd, env=self.env)
         self.processes[(job, index)] = process
+        lines = self.output.setdefault((job, index), [])
         for pipe, out in ((process.stdout, sys.stdout), (process.stderr, sys.stderr)):
-            threading.Thread(target=_relay, args=(pipe, out, f"[{job} {index}] " if echo else None),
+            threading.Thread(target=_relay, args=(pipe, out, f"[{job} {index}] " if echo else None, lines),
                              daemon=True).start()
         return process
 
@@ -88,10 +92,11 @@ class LocalCluster:
                 p.wait()
 
 
-def _relay(pipe: IO[str] | None, out: IO[str], prefix: str | None) -> None:
+def _relay(pipe: IO[str] | None, out: IO[str], prefix: str | None, lines: list[str]) -> None:
     if pipe is None:
         return
     for line in pipe:
+        lines.append(line)
         if prefix is not None:
             try:
                 out.write(prefix + line)
