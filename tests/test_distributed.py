@@ -98,7 +98,7 @@ def test_main_job_on_a_localhost_cluster(tmp_path: Path, single: dict) -> None:
     assert "[ps 0]" in done.stderr and "all 2 workers are done" in done.stderr  # the ps ended by itself
     assert "[worker 1]" in done.stdout and "done at global step 100" in done.stdout
     metrics = _metrics(run)
-    assert metrics["steps"] == 100
+    assert metrics["steps"] == 100 and metrics["train_seconds"] > 0
     assert metrics["cluster"] == {"workers": 2, "ps_tasks": 1, "mode": "synchronous", "batch_per_worker": 64,
                                   "effective_batch": 128}
     _assert_frozen_identical(run)
@@ -117,6 +117,7 @@ masks:
   DigitsCNN/Conv2d_3/weights: {columns: [0, 5]}
 checkpoint_every: 10
 cluster_timeout: 120
+clip_norm: 5.0
 """
 
 
@@ -173,6 +174,13 @@ def test_whole_cluster_killed_then_resumed(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     _assert_phases_kept(run)
     assert _metrics(run)["accuracy_before"] == before  # the run went on; it did not start again
+
+
+def test_a_failing_task_stops_the_cluster_with_its_exit_code(tmp_path: Path) -> None:
+    done = _tf1tune("cluster", "--workers", "2", "--", "finetune", "--out", str(tmp_path / "run"), "--checkpoint",
+                    str(tmp_path / "missing"), "--no-progress", "--cluster-timeout", "5")
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "no checkpoint at" in done.stderr and "stopping the other tasks" in done.stderr
 
 
 def test_asynchronous_run(tmp_path: Path) -> None:
