@@ -192,7 +192,8 @@ def test_keeping_the_graphs_own_classifier(tf1_cnn, npz, tmp_path):
     assert set(result.metrics) == {"accuracy_before", "accuracy_after", "validation_size", "train_size", "steps",
                                    "trained_params", "frozen_params", "trained_scopes", "checkpoint",
                                    "source_checkpoint", "input", "probabilities", "inference_feed", "phases",
-                                   "feature_cache", "skipped_images"}
+                                   "feature_cache", "skipped_images", "train_seconds", "steps_this_session"}
+    assert result.metrics["train_seconds"] > 0 and result.metrics["steps_this_session"] == result.steps
     changed = diff_checkpoints(tf1_cnn.checkpoint, result.checkpoint).changed
     assert {"fc/weights", "fc/biases"} <= set(changed)
     assert not [n for n in changed if n.startswith(("conv1/", "conv2/")) and "/Adam" not in n]

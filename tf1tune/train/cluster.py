@@ -232,6 +232,7 @@ def build_cluster_ops(global_step: tf.Variable, cluster: Cluster, syncs: Sequenc
     """What a task runs besides training (call inside `placement`): the readiness check, local initialisation,
     the done tokens for the ps tasks, and (synchronous) the chief's release of workers still waiting at the end."""
     uninitialized = tf.compat.v1.report_uninitialized_variables(tf.compat.v1.global_variables())
+    uninitialized.mark_used()  # only the other workers run it; TF would report it unused in the chief
     for sync in syncs:  # SyncReplicasOptimizer's own readiness check: ours is `uninitialized` (quiets TF's
         if sync is not None:  # "Object was never used" report)
             sync.ready_for_local_init_op.mark_used()
