@@ -193,6 +193,26 @@ def test_asynchronous_run(tmp_path: Path) -> None:
     _assert_frozen_identical(run)
 
 
+def test_meta_graph_source_on_a_cluster(tmp_path: Path, tf1_cnn) -> None:
+    from tests.tf1_style import sample_data
+
+    x, y = sample_data(48)
+    data, run = tmp_path / "d.npz", tmp_path / "run"
+    np.savez(data, x=x, y=y)
+    done = _tf1tune("cluster", "--workers", "2", "--", "finetune", "--meta", tf1_cnn.meta, "--input", "input",
+                    "--endpoint", "conv2/Relu", "--num-classes", "3", "--train-data", str(data), "--val-data",
+                    str(data), "--steps", "12", "--batch-size", "8", "--learning-rate", "0.01", "--out", str(run),
+                    "--no-progress")
+    assert done.returncode == 0, done.stderr[-3000:]
+    source, trained = _values(tf1_cnn.checkpoint), _values(tf.train.latest_checkpoint(str(run)))
+    graph_own = [n for n in source if n.startswith(("conv1/", "conv2/")) and n in trained
+                 and "/Adam" not in n]  # (the graph's own optimizer slots are not restored: optimizer state)
+    assert len(graph_own) >= 4
+    assert [n for n in graph_own if trained[n].tobytes() != source[n].tobytes()] == []  # only the new head trains
+    head = [n for n in trained if n.startswith("finetune_head/") and "Momentum" not in n]
+    assert head and int(trained["global_step"]) == 12
+
+
 def _one_error_line(done: subprocess.CompletedProcess[str]) -> str:
     lines = [line for line in done.stderr.splitlines() if line.startswith("tf1tune: error: ")]
     assert done.returncode == 2 and len(lines) == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
