@@ -156,6 +156,50 @@ def test_worker_killed_and_restarted_finishes_the_run(tmp_path: Path) -> None:
     assert any("done at global step 60" in line for line in cluster.output[("worker", 1)])
 
 
+def test_chief_killed_the_others_stop_after_a_bounded_wait(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    args = ["finetune", "--out", str(run), "--steps", "5000", "--checkpoint-every", "10", "--cluster-timeout", "15",
+            "--no-progress"]
+    cluster = LocalCluster.on_free_ports(workers=2)
+    cluster.cwd, cluster.env = str(ROOT), ENV
+    for job, index in cluster.tasks:
+        cluster.start(args, job, index, echo=False)
+    try:
+        _wait_for(lambda: (run / "model.ckpt-10.index").exists(), "a checkpoint", cluster)
+        cluster.processes[("worker", 0)].send_signal(signal.SIGKILL)
+        worker, ps = cluster.processes[("worker", 1)], cluster.processes[("ps", 0)]
+        assert worker.wait(timeout=120) == 2 and ps.wait(timeout=60) == 1
+    finally:
+        cluster.stop()
+    errors = [line for line in cluster.output[("worker", 1)] if line.startswith("tf1tune: error: ")]
+    assert len(errors) == 1, cluster.output[("worker", 1)][-5:]
+    assert f"cannot reach the chief (worker 0 at {cluster.worker_hosts[0]}) for 15 s" in errors[0]
+    assert "--resume" in errors[0]
+    assert any("the run ended early" in line for line in cluster.output[("ps", 0)])
+    assert tf.train.latest_checkpoint(str(run)) is not None  # what --resume continues from
+
+
+def test_ps_killed_every_worker_stops_with_one_line(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    args = ["finetune", "--out", str(run), "--steps", "5000", "--checkpoint-every", "10", "--cluster-timeout", "15",
+            "--no-progress"]
+    cluster = LocalCluster.on_free_ports(workers=2)
+    cluster.cwd, cluster.env = str(ROOT), ENV
+    for job, index in cluster.tasks:
+        cluster.start(args, job, index, echo=False)
+    try:
+        _wait_for(lambda: (run / "model.ckpt-10.index").exists(), "a checkpoint", cluster)
+        cluster.processes[("ps", 0)].send_signal(signal.SIGKILL)
+        codes = [cluster.processes[("worker", i)].wait(timeout=120) for i in (0, 1)]
+    finally:
+        cluster.stop()
+    assert codes == [2, 2]
+    for i in (0, 1):
+        errors = [line for line in cluster.output[("worker", i)] if line.startswith("tf1tune: error: ")]
+        assert len(errors) == 1 and "lost the cluster" in errors[0] and "--resume" in errors[0], errors
+    assert tf.train.latest_checkpoint(str(run)) is not None
+
+
 def test_whole_cluster_killed_then_resumed(tmp_path: Path) -> None:
     run = tmp_path / "run"
     args = _phased_args(tmp_path, run)

@@ -10,13 +10,11 @@ The mechanism is TF1's between-graph replication, which TF 2.21 still runs in `t
 - The chief (worker 0) restores the checkpoint, initialises what is new and alone writes checkpoints, events
   and `metrics.json`; the other workers wait (bounded by `--cluster-timeout`) until the model is initialised.
 
-Why the chief drives the updates itself (`SyncDriver`) instead of `SyncReplicasOptimizer`'s queue runner: a
-run of several phases has one sync optimizer per phase, and their gradient accumulators share names (a variable
-trained in two phases); a queue runner left blocked from phase 1 would take phase 2's gradients. The driver runs
-exactly one update per global step, with the update of that step's phase.
+The chief's updates, readiness and the end of a run are `tf1tune.train.replicas`.
 
 A ps task ends by itself: every worker, when it is done, puts a token into a queue on each ps task, and the ps
-exits once it has one from every worker (`run_ps`).
+exits once it has one from every worker (`run_ps`); a run that fails (the chief's error, or a worker that
+lost its chief) ends the ps tasks too.
 """
 
 from __future__ import annotations
@@ -26,7 +24,6 @@ import json
 import os
 import socket
 import sys
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -38,10 +35,9 @@ import tensorflow as tf
 from tf1tune.data.feeding import RunData
 from tf1tune.errors import ClusterError, ConfigError
 
-__all__ = ["Cluster", "SyncDriver", "cluster_from", "placement", "run_ps", "start_server"]
+__all__ = ["Cluster", "cluster_from", "open_session", "placement", "run_ps", "shard", "start_server"]
 
-_DONE_QUEUE = "tf1tune_done_ps{}"
-_TOKEN_QUEUE = "sync_token_q"  # SyncReplicasOptimizer's shared token queue
+DONE_QUEUE = "tf1tune_done_ps{}"  # on each ps task: one token per worker that is done (-1: the run gave up)
 
 
 @dataclass(frozen=True)
@@ -220,112 +216,6 @@ def wait_until_initialized(sess: tf.compat.v1.Session, uninitialized: tf.Tensor,
         time.sleep(0.5)
 
 
-@dataclass
-class _Ops:
-    uninitialized: tf.Tensor
-    local_init: tf.Operation
-    done: list[tf.Operation]
-    release: tf.Operation | None
-
-
-def build_cluster_ops(global_step: tf.Variable, cluster: Cluster, syncs: Sequence[Any] = ()) -> _Ops:
-    """What a task runs besides training (call inside `placement`): the readiness check, local initialisation,
-    the done tokens for the ps tasks, and (synchronous) the chief's release of workers still waiting at the end."""
-    uninitialized = tf.compat.v1.report_uninitialized_variables(tf.compat.v1.global_variables())
-    uninitialized.mark_used()  # only the other workers run it; TF would report it unused in the chief
-    for sync in syncs:  # SyncReplicasOptimizer's own readiness check: ours is `uninitialized` (quiets TF's
-        if sync is not None:  # "Object was never used" report)
-            sync.ready_for_local_init_op.mark_used()
-    local_init = tf.compat.v1.local_variables_initializer()
-    done = []
-    for i in range(len(cluster.ps_hosts)):
-        with tf.compat.v1.device(f"/job:ps/task:{i}"):
-            done.append(tf.compat.v1.FIFOQueue(-1, tf.int32, shapes=[()], shared_name=_DONE_QUEUE.format(i),
-                                               name=f"done_ps{i}").enqueue(cluster.task_index))
-    release = None
-    if cluster.sync:
-        with tf.compat.v1.device(global_step.device):
-            queue = tf.compat.v1.FIFOQueue(-1, global_step.dtype.base_dtype, shapes=[()], shared_name=_TOKEN_QUEUE,
-                                           name="release_tokens")
-            release = queue.enqueue_many([tf.fill([cluster.workers], global_step.read_value())])
-    return _Ops(uninitialized, local_init, done, release)
-
-
-class SyncDriver:
-    """The cluster side of a run's session: readiness, local state, the chief's updates, the end of the run.
-
-    Asynchronous runs use it too (readiness, done tokens); only synchronous ones have updates to drive.
-    """
-
-    def __init__(self, sess: tf.compat.v1.Session, cluster: Cluster, ops: _Ops, global_step: tf.Variable,
-                 syncs: Sequence[Any], bounds: Sequence[int]) -> None:
-        self.sess, self.cluster, self.ops, self.global_step = sess, cluster, ops, global_step
-        self.syncs = list(syncs)  # one SyncReplicasOptimizer per phase (None when asynchronous)
-        self.bounds = np.asarray(bounds)
-        self.total = int(self.bounds[-1]) if len(self.bounds) else 0
-        self._phase: int | None = None
-        self._error: BaseException | None = None
-        self._thread: threading.Thread | None = None
-        self._updates = [s.get_chief_queue_runner().enqueue_ops[0] if s is not None else None for s in self.syncs]
-
-    def phase_of(self, step: int) -> int:
-        return int(np.searchsorted(self.bounds, step, side="right"))
-
-    def start(self) -> None:
-        """After the chief restored (or the model is ready): local variables, and the chief's update thread."""
-        if not self.cluster.is_chief:
-            wait_until_initialized(self.sess, self.ops.uninitialized, self.cluster)
-        self.sess.run(self.ops.local_init)
-        if self.cluster.is_chief and self.cluster.sync:
-            self._thread = threading.Thread(target=self._drive, name="tf1tune-sync-updates", daemon=True)
-            self._thread.start()
-
-    def _drive(self) -> None:
-        """The chief's updates: one per global step, with the sync optimizer of that step's phase (each phase's
-        accumulators set to the current step when the phase begins, so older pushes count as stale)."""
-        try:
-            entered = None
-            while True:
-                step = int(self.sess.run(self.global_step))
-                if step >= self.total:
-                    return
-                phase = self.phase_of(step)
-                if phase != entered:
-                    self.sess.run(self.syncs[phase].chief_init_op)
-                    entered = phase
-                self.sess.run(self._updates[phase])
-        except tf.errors.CancelledError:
-            return  # the session closed (the run ended or failed)
-        except BaseException as e:  # noqa: BLE001 - raised in the training thread by before_step or finish
-            self._error = e
-
-    def before_step(self, step: int) -> None:
-        """Entering a phase, this worker's local step of that phase's sync optimizer takes the global step (its
-        gradients would be stale otherwise); an error of the update thread stops the run here."""
-        if self._error is not None:
-            raise self._error
-        phase = self.phase_of(step)
-        if phase != self._phase and self.cluster.sync and self.syncs[phase] is not None:
-            self.sess.run(self.syncs[phase].local_step_init_op)
-        self._phase = phase
-
-    def step_done(self) -> int:
-        """The global step after this worker's step (other workers move it too)."""
-        return int(self.sess.run(self.global_step))
-
-    def finish(self) -> None:
-        """The end of this task's run: the chief releases workers still waiting for a token; every worker tells
-        each ps task that it is done."""
-        if self._thread is not None:
-            self._thread.join(timeout=self.cluster.timeout)
-        if self._error is not None:
-            raise self._error
-        if self.cluster.is_chief and self.ops.release is not None:
-            self.sess.run(self.ops.release)
-        for op in self.ops.done:
-            self.sess.run(op)
-
-
 def shard(data: RunData, cluster: Cluster | None) -> RunData:
     """This worker's part of the training data: every N-th sample from its index on (all of it without a cluster);
     the validation data stays whole (only the chief validates)."""
@@ -345,16 +235,21 @@ def open_session(graph: tf.Graph, cluster: Cluster | None, server: Any) -> tf.co
 
 
 def run_ps(cluster: Cluster) -> int:
-    """A parameter-server task: serve the variables until every worker has said it is done, then return 0."""
+    """A parameter-server task: serve the variables until every worker has said it is done, then return 0 (1 when
+    a worker ended the run early)."""
     server = start_server(cluster)
     graph = tf.Graph()
     with graph.as_default(), tf.compat.v1.device(f"/job:ps/task:{cluster.task_index}"):
-        queue = tf.compat.v1.FIFOQueue(-1, tf.int32, shapes=[()], shared_name=_DONE_QUEUE.format(cluster.task_index),
+        queue = tf.compat.v1.FIFOQueue(-1, tf.int32, shapes=[()], shared_name=DONE_QUEUE.format(cluster.task_index),
                                        name=f"done_ps{cluster.task_index}")
         all_done = queue.dequeue_many(cluster.workers)
     print(f"{cluster.name}: serving; it ends when all {cluster.workers} workers are done", file=sys.stderr,
           flush=True)
     with tf.compat.v1.Session(server.target, graph=graph, config=cluster.session_config()) as sess:
-        sess.run(all_done)
+        tokens = sess.run(all_done)
+    if (tokens < 0).any():
+        print(f"{cluster.name}: the run ended early (a worker gave up); see the workers' errors", file=sys.stderr,
+              flush=True)
+        return 1
     print(f"{cluster.name}: all {cluster.workers} workers are done", file=sys.stderr, flush=True)
     return 0

@@ -39,8 +39,9 @@ from tf1tune.restore import restore
 from tf1tune.selection import select
 from tf1tune.train import run_dir as run_dir_lib
 from tf1tune.train.cache import cache_plan, prepare_cache
-from tf1tune.train.cluster import Cluster, SyncDriver, build_cluster_ops, open_session, placement, shard, start_server
+from tf1tune.train.cluster import Cluster, open_session, placement, shard, start_server
 from tf1tune.train.config import FinetuneConfig, Phase, check_runnable
+from tf1tune.train.replicas import SyncDriver, build_cluster_ops, cluster_metrics, lost_cluster
 from tf1tune.train.task import TaskModel, Training, build_task_model, build_training, param_count, restore_choice
 
 
@@ -182,13 +183,14 @@ class _Runner:
         bar = tqdm(total=total, initial=start, disable=None if progress else True, file=sys.stderr, unit="step",
                    leave=False)
         times: dict[int, list[float]] = {}
-        chief, step = self.writer is not None, start
-        while step < total:
+        chief, step, batch = self.writer is not None, start, start
+        while step < total:  # `batch`: this task's own batch count (in a cluster the global step moves with others)
             began = time.perf_counter()
             phase = int(np.searchsorted(bounds, step, side="right"))
             if self.driver is not None:
                 self.driver.before_step(step)
-            feed, labels = self.feeder.train(step, self.cached[phase])
+            feed, labels = self.feeder.train(batch, self.cached[phase])
+            batch += 1
             # the step, its loss and the training batch's logits in one session.run
             _, loss_value, logits = self.sess.run(
                 [training.train_ops[phase].op, training.loss, self.model.train_logits], feed)
@@ -225,11 +227,15 @@ def _skipped(before: dict[str, Any] | None, skipped: data_lib.Skipped) -> dict[s
 
 
 @contextlib.contextmanager
-def _one_line_run_errors() -> Iterator[None]:
-    """TensorFlow errors while the run's graph runs, as one `GraphRunError` line naming the tensor or op."""
+def _one_line_run_errors(cluster: Cluster | None = None) -> Iterator[None]:
+    """TensorFlow errors while the run's graph runs, as one `GraphRunError` line naming the tensor or op (a task
+    of a cluster that lost it: one `ClusterError` line)."""
     try:
         yield
     except tf.errors.OpError as e:
+        lost = lost_cluster(cluster, e) if cluster is not None else None
+        if lost is not None:
+            raise lost from e
         text = e.message or ""
         unfed = re.search(r"must feed a value for placeholder tensor '([^']+)' with dtype (\w+)", text)
         if unfed:
@@ -318,7 +324,7 @@ def _run(config: FinetuneConfig, model: TaskModel, run_dir: str, data: data_lib.
                        model.eval_feed)
     cached, reason = cache_plan(model, config, training, augment) if cluster is None else (
         [False] * len(phases), "a distributed run (each worker streams its own shard)")
-    with open_session(model.graph, cluster, server) as sess, model.graph.as_default(), _one_line_run_errors(), \
+    with open_session(model.graph, cluster, server) as sess, model.graph.as_default(), _one_line_run_errors(cluster), \
             contextlib.closing(feeder):  # the streamed pipeline stops first, also when a step fails
         driver = SyncDriver(sess, cluster, ops, training.global_step, [t.sync for t in training.train_ops],
                             list(np.cumsum([p.steps for p in phases]))) if cluster and ops else None
@@ -354,7 +360,12 @@ def _run(config: FinetuneConfig, model: TaskModel, run_dir: str, data: data_lib.
         if driver is not None:
             driver.start()  # the other workers start their steps once the model is initialised
         began = time.perf_counter()
-        step_times = runner.train(start, progress)
+        try:
+            step_times = runner.train(start, progress)
+        except BaseException:
+            if driver is not None:
+                driver.abort()  # the ps tasks end, so nothing is left waiting
+            raise
         train_seconds = time.perf_counter() - began
         total_steps = runner.total_steps
         final = runner.save(total_steps)
@@ -373,7 +384,7 @@ def _run(config: FinetuneConfig, model: TaskModel, run_dir: str, data: data_lib.
             "feature_cache": {**metrics.get("feature_cache", {}), **cache_info},
             "skipped_images": _skipped(metrics.get("skipped_images"), data.skipped),
             "train_seconds": train_seconds, "steps_this_session": total_steps - start,  # for bench/distributed.py
-            **({"cluster": _cluster_metrics(cluster, config)} if cluster else {}),
+            **({"cluster": cluster_metrics(cluster, config.batch_size)} if cluster else {}),
         })
         writer.close()
         if driver is not None:
@@ -384,11 +395,3 @@ def _run(config: FinetuneConfig, model: TaskModel, run_dir: str, data: data_lib.
     return FinetuneResult(run_dir=run_dir, checkpoint=final, steps=total_steps,
                           accuracy_before=metrics["accuracy_before"], accuracy_after=metrics["accuracy_after"],
                           trained_params=trained_params, frozen_params=frozen_params, metrics=metrics)
-
-
-def _cluster_metrics(cluster: Cluster, config: FinetuneConfig) -> dict[str, Any]:
-    """What metrics.json records of a distributed run."""
-    return {"workers": cluster.workers, "ps_tasks": len(cluster.ps_hosts),
-            "mode": "synchronous" if cluster.sync else "asynchronous",
-            "batch_per_worker": config.batch_size,
-            "effective_batch": config.batch_size * cluster.workers if cluster.sync else config.batch_size}
