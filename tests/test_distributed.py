@@ -81,6 +81,22 @@ def _finish(cluster: LocalCluster, timeout: float = LIMIT) -> None:
         cluster.stop()
 
 
+def _cluster(args: list[str] | None = None) -> LocalCluster:
+    """A 1 ps + 2 workers localhost cluster run from the repository root; with `args`, every task started."""
+    cluster = LocalCluster.on_free_ports(workers=2)
+    cluster.cwd, cluster.env = str(ROOT), ENV
+    for job, index in cluster.tasks if args is not None else []:
+        cluster.start(args, job, index, echo=False)
+    return cluster
+
+
+def _errors(cluster: LocalCluster, job: str, index: int) -> list[str]:
+    return [line for line in cluster.output[(job, index)] if line.startswith("tf1tune: error: ")]
+
+
+LONG_RUN = ["--steps", "5000", "--checkpoint-every", "10", "--cluster-timeout", "15", "--no-progress"]
+
+
 @pytest.fixture(scope="module")
 def single(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The main job in one process (100 steps): what the cluster is held to."""
@@ -139,8 +155,7 @@ def _assert_phases_kept(run: Path) -> None:
 def test_worker_killed_and_restarted_finishes_the_run(tmp_path: Path) -> None:
     run, elsewhere = tmp_path / "run", tmp_path / "not-the-chief"
     args = _phased_args(tmp_path, run)
-    cluster = LocalCluster.on_free_ports(workers=2)
-    cluster.cwd, cluster.env = str(ROOT), ENV
+    cluster = _cluster()
     cluster.start(args, "ps", 0, echo=False)
     cluster.start(args, "worker", 0, echo=False)
     worker_args = [*args[:-2], str(elsewhere), "--no-progress"]  # another --out: a worker that is not chief writes nothing
@@ -158,12 +173,7 @@ def test_worker_killed_and_restarted_finishes_the_run(tmp_path: Path) -> None:
 
 def test_chief_killed_the_others_stop_after_a_bounded_wait(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    args = ["finetune", "--out", str(run), "--steps", "5000", "--checkpoint-every", "10", "--cluster-timeout", "15",
-            "--no-progress"]
-    cluster = LocalCluster.on_free_ports(workers=2)
-    cluster.cwd, cluster.env = str(ROOT), ENV
-    for job, index in cluster.tasks:
-        cluster.start(args, job, index, echo=False)
+    cluster = _cluster(["finetune", "--out", str(run), *LONG_RUN])
     try:
         _wait_for(lambda: (run / "model.ckpt-10.index").exists(), "a checkpoint", cluster)
         cluster.processes[("worker", 0)].send_signal(signal.SIGKILL)
@@ -171,7 +181,7 @@ def test_chief_killed_the_others_stop_after_a_bounded_wait(tmp_path: Path) -> No
         assert worker.wait(timeout=120) == 2 and ps.wait(timeout=60) == 1
     finally:
         cluster.stop()
-    errors = [line for line in cluster.output[("worker", 1)] if line.startswith("tf1tune: error: ")]
+    errors = _errors(cluster, "worker", 1)
     assert len(errors) == 1, cluster.output[("worker", 1)][-5:]
     assert f"cannot reach the chief (worker 0 at {cluster.worker_hosts[0]}) for 15 s" in errors[0]
     assert "--resume" in errors[0]
@@ -181,12 +191,7 @@ def test_chief_killed_the_others_stop_after_a_bounded_wait(tmp_path: Path) -> No
 
 def test_ps_killed_every_worker_stops_with_one_line(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    args = ["finetune", "--out", str(run), "--steps", "5000", "--checkpoint-every", "10", "--cluster-timeout", "15",
-            "--no-progress"]
-    cluster = LocalCluster.on_free_ports(workers=2)
-    cluster.cwd, cluster.env = str(ROOT), ENV
-    for job, index in cluster.tasks:
-        cluster.start(args, job, index, echo=False)
+    cluster = _cluster(["finetune", "--out", str(run), *LONG_RUN])
     try:
         _wait_for(lambda: (run / "model.ckpt-10.index").exists(), "a checkpoint", cluster)
         cluster.processes[("ps", 0)].send_signal(signal.SIGKILL)
@@ -195,7 +200,7 @@ def test_ps_killed_every_worker_stops_with_one_line(tmp_path: Path) -> None:
         cluster.stop()
     assert codes == [2, 2]
     for i in (0, 1):
-        errors = [line for line in cluster.output[("worker", i)] if line.startswith("tf1tune: error: ")]
+        errors = _errors(cluster, "worker", i)
         assert len(errors) == 1 and "lost the cluster" in errors[0] and "--resume" in errors[0], errors
     assert tf.train.latest_checkpoint(str(run)) is not None
 
@@ -203,10 +208,7 @@ def test_ps_killed_every_worker_stops_with_one_line(tmp_path: Path) -> None:
 def test_whole_cluster_killed_then_resumed(tmp_path: Path) -> None:
     run = tmp_path / "run"
     args = _phased_args(tmp_path, run)
-    cluster = LocalCluster.on_free_ports(workers=2)
-    cluster.cwd, cluster.env = str(ROOT), ENV
-    for job, index in cluster.tasks:
-        cluster.start(args, job, index, echo=False)
+    cluster = _cluster(args)
     try:
         _wait_for(lambda: (run / "model.ckpt-20.index").exists(), "a checkpoint", cluster)
     finally:
@@ -275,8 +277,7 @@ def test_unreachable_ps_is_one_line_after_a_bounded_wait(tmp_path: Path) -> None
 
 
 def test_worker_without_its_chief_gives_up_after_a_bounded_wait(tmp_path: Path) -> None:
-    cluster = LocalCluster.on_free_ports(workers=2)
-    cluster.cwd, cluster.env = str(ROOT), ENV
+    cluster = _cluster()
     args = ["finetune", "--out", str(tmp_path / "run"), "--cluster-timeout", "3", "--no-progress"]
     try:
         cluster.start(args, "ps", 0, echo=False)
