@@ -154,17 +154,22 @@ def wait_for(cluster: Cluster, hosts: Sequence[str], what: str) -> None:
     """
     deadline = time.monotonic() + cluster.timeout
     for i, host in enumerate(hosts):
-        name, _, port = host.rpartition(":")
-        while True:
-            try:
-                with socket.create_connection((name, int(port)), timeout=2.0):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise ClusterError(f"{cluster.name} cannot reach {what} {i} at {host} after "
-                                       f"{cluster.timeout:g} s; start that task, or check the hosts given "
-                                       "(--ps-hosts/--worker-hosts or TF_CONFIG) and --cluster-timeout") from None
-                time.sleep(0.5)
+        while not reachable(host):
+            if time.monotonic() > deadline:
+                raise ClusterError(f"{cluster.name} cannot reach {what} {i} at {host} after "
+                                   f"{cluster.timeout:g} s; start that task, or check the hosts given "
+                                   "(--ps-hosts/--worker-hosts or TF_CONFIG) and --cluster-timeout")
+            time.sleep(0.5)
+
+
+def reachable(host: str) -> bool:
+    """Whether `host:port` accepts a TCP connection now (within 2 s)."""
+    name, _, port = host.rpartition(":")
+    try:
+        with socket.create_connection((name, int(port)), timeout=2.0):
+            return True
+    except OSError:
+        return False
 
 
 def _place_existing(graph: tf.Graph, setter: Any) -> None:
@@ -173,16 +178,16 @@ def _place_existing(graph: tf.Graph, setter: Any) -> None:
     `tf.compat.v1.device(...)`, and a loader builds its graph before the cluster is known: `Operation._set_device`
     is the one place TF sets a device afterwards (its own `_apply_device_functions` does the same)."""
     by_name = {op.name: op for op in graph.get_operations()}
+    follows = {}  # op -> the op it is colocated with
     for op in graph.get_operations():
         groups = [g[len(b"loc:@"):].decode() for g in op.colocation_groups()]
         others = [by_name[g] for g in groups if g != op.name and g in by_name]
-        device = others[0].device if others and others[0].device else setter(op)
-        op._set_device(device)  # noqa: SLF001 - see the docstring
-    for op in graph.get_operations():  # colocated ops whose group op was placed after them
-        groups = [g[len(b"loc:@"):].decode() for g in op.colocation_groups()]
-        others = [by_name[g] for g in groups if g != op.name and g in by_name]
-        if others and op.device != others[0].device:
-            op._set_device(others[0].device)  # noqa: SLF001
+        if others:
+            follows[op] = others[0]
+        else:
+            op._set_device(setter(op))  # noqa: SLF001 - see the docstring
+    for op, group in follows.items():  # after every group op has its device
+        op._set_device(group.device)  # noqa: SLF001
 
 
 @contextlib.contextmanager

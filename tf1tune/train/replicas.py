@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import sys
 import threading
 import time
@@ -23,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf1tune.errors import ClusterError
-from tf1tune.train.cluster import DONE_QUEUE, Cluster, wait_until_initialized
+from tf1tune.train.cluster import DONE_QUEUE, Cluster, reachable, wait_until_initialized
 
 __all__ = ["SyncDriver", "build_cluster_ops", "cluster_metrics", "lost_cluster"]
 
@@ -146,19 +145,16 @@ class SyncDriver:
         killed, its machine is down), say so in one line, tell the ps tasks to end, and exit with 2. Without the
         chief nothing applies the gradients, so this worker's step would wait forever."""
         host = self.cluster.worker_hosts[0]
-        name, _, port = host.rpartition(":")
         last_seen = time.monotonic()
         while not self._finished.wait(2.0):
-            try:
-                with socket.create_connection((name, int(port)), timeout=2.0):
-                    last_seen = time.monotonic()
-            except OSError:
-                if time.monotonic() - last_seen > self.cluster.timeout:
-                    print(f"tf1tune: error: {self.cluster.name} cannot reach the chief (worker 0 at {host}) for "
-                          f"{self.cluster.timeout:g} s; start the whole cluster again with --resume (the chief keeps "
-                          "its last checkpoint)", file=sys.stderr, flush=True)
-                    self.abort()
-                    os._exit(2)
+            if reachable(host):
+                last_seen = time.monotonic()
+            elif time.monotonic() - last_seen > self.cluster.timeout:
+                print(f"tf1tune: error: {self.cluster.name} cannot reach the chief (worker 0 at {host}) for "
+                      f"{self.cluster.timeout:g} s; start the whole cluster again with --resume (the chief keeps "
+                      "its last checkpoint)", file=sys.stderr, flush=True)
+                self.abort()
+                os._exit(2)
 
     def abort(self) -> None:
         """The run cannot go on (the chief failed, or lost): tell every ps task to end (the other workers then stop
